@@ -1,0 +1,46 @@
+// The CPU row kernels compiled for AVX2 + FMA (ATen's Vectorized<T> then uses 256-bit
+// intrinsics and Sleef's vector tanh). rnn_cpu.cpp calls them only where the processor has both.
+// The target pragma comes before any include so every function in this file, inline ones from
+// headers included, is compiled for the same target.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define RNNFUSED_AVX2 1
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx2,fma")
+#endif
+// Headers such as sleef.h declare their AVX2 entry points only under these macros, which a
+// target pragma (unlike -mavx2) does not define.
+#ifndef __AVX__
+#define __AVX__ 1
+#endif
+#ifndef __AVX2__
+#define __AVX2__ 1
+#endif
+#ifndef __FMA__
+#define __FMA__ 1
+#endif
+#define CPU_CAPABILITY AVX2
+#define CPU_CAPABILITY_AVX2
+#include "rnn_cpu_kernel.h"
+#else
+#include <c10/util/Exception.h>
+
+#include "rnn_cpu_rows.h"
+#endif
+
+namespace rnnfused::cpu {
+#ifdef RNNFUSED_AVX2
+bool have_avx2_kernels() { return true; }
+RowKernels<float> row_kernels_avx2_f32() { return make_row_kernels<float>(); }
+RowKernels<double> row_kernels_avx2_f64() { return make_row_kernels<double>(); }
+#else
+bool have_avx2_kernels() { return false; }
+RowKernels<float> row_kernels_avx2_f32() { TORCH_CHECK(false, "rnnfused: no AVX2 kernels"); }
+RowKernels<double> row_kernels_avx2_f64() { TORCH_CHECK(false, "rnnfused: no AVX2 kernels"); }
+#endif
+}  // namespace rnnfused::cpu
+
+#if defined(RNNFUSED_AVX2) && defined(__clang__)
+#pragma clang attribute pop
+#endif

@@ -1,0 +1,104 @@
+// rnnfused CPU row kernels, written once and compiled per instruction set.
+//
+// Included by rnn_cpu_avx2.cpp (compiled for AVX2+FMA, Sleef's vector tanh) and by
+// rnn_cpu_default.cpp (baseline x86-64 / any other processor). Each defines CPU_CAPABILITY
+// before including this file, so ATen's Vectorized<T> and our functions land in a namespace of
+// their own for that capability (the same scheme ATen uses for its own kernels). rnn_cpu.cpp
+// picks one set at run time.
+//
+// Only ATen's header-only vector types are used here: no tensors, no dispatcher.
+#pragma once
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <cstdint>
+
+#include "rnn_cpu_rows.h"
+
+namespace rnnfused::cpu {
+inline namespace CPU_CAPABILITY {
+
+using at::vec::Vectorized;
+
+template <typename T>
+inline Vectorized<T> apply_act(Vectorized<T> v, Act act) {
+  switch (act) {
+    case Act::Tanh: return v.tanh();
+    case Act::Relu: return at::vec::maximum(v, Vectorized<T>(T(0)));  // NaN-propagating
+    default: return v;
+  }
+}
+
+// One block of NV full vectors of y, starting at column n0:
+//   y[n] = act((accumulate ? y[n] : 0) + Σ_k x[k] · M[k·N + n]).
+// The NV accumulators stay in registers across the whole k loop; x[k] is broadcast.
+template <typename T, int NV>
+inline void vecmat_block(T* y, const T* x, const T* M, int64_t K, int64_t N, int64_t n0,
+                         bool accumulate, Act act) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  V a[NV];
+  for (int i = 0; i < NV; ++i) a[i] = accumulate ? V::loadu(y + n0 + i * L) : V(T(0));
+  const T* m = M + n0;
+  for (int64_t k = 0; k < K; ++k, m += N) {
+    const V xb(x[k]);
+    for (int i = 0; i < NV; ++i) a[i] = at::vec::fmadd(xb, V::loadu(m + i * L), a[i]);
+  }
+  for (int i = 0; i < NV; ++i) apply_act(a[i], act).store(y + n0 + i * L);
+}
+
+// The last, partial vector of y (count < L columns from n0).
+template <typename T>
+inline void vecmat_tail(T* y, const T* x, const T* M, int64_t K, int64_t N, int64_t n0,
+                        int64_t count, bool accumulate, Act act) {
+  using V = Vectorized<T>;
+  V a = accumulate ? V::loadu(y + n0, count) : V(T(0));
+  const T* m = M + n0;
+  for (int64_t k = 0; k < K; ++k, m += N) a = at::vec::fmadd(V(x[k]), V::loadu(m, count), a);
+  apply_act(a, act).store(y + n0, static_cast<int>(count));
+}
+
+template <typename T>
+void vecmat_row(T* y, const T* x, const T* M, int64_t K, int64_t N, bool accumulate, Act act) {
+  constexpr int64_t L = Vectorized<T>::size();
+  int64_t n = 0;
+  for (; n + 4 * L <= N; n += 4 * L) vecmat_block<T, 4>(y, x, M, K, N, n, accumulate, act);
+  for (; n + L <= N; n += L) vecmat_block<T, 1>(y, x, M, K, N, n, accumulate, act);
+  if (n < N) vecmat_tail<T>(y, x, M, K, N, n, N - n, accumulate, act);
+}
+
+template <typename T>
+void act_row(T* y, int64_t N, Act act) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  int64_t n = 0;
+  for (; n + L <= N; n += L) apply_act(V::loadu(y + n), act).store(y + n);
+  if (n < N) apply_act(V::loadu(y + n, N - n), act).store(y + n, static_cast<int>(N - n));
+}
+
+// dz[n] = (dh[n] + g[n]) · act'(h[n]), act' taken from the activation's output h:
+// tanh' = 1 - h², relu' = (h > 0). g may be null (no gradient flows into the outputs).
+template <typename T>
+void dz_row(T* dz, const T* dh, const T* g, const T* h, int64_t N, Act act) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  const V one(T(1)), zero(T(0));  // gt() yields 1 or 0 per lane
+  auto body = [&](int64_t n, int64_t count) {
+    V d = V::loadu(dh + n, count);
+    if (g) d = d + V::loadu(g + n, count);
+    const V hv = V::loadu(h + n, count);
+    const V deriv = act == Act::Tanh ? one - hv * hv : hv.gt(zero);
+    (d * deriv).store(dz + n, static_cast<int>(count));
+  };
+  int64_t n = 0;
+  for (; n + L <= N; n += L) body(n, L);
+  if (n < N) body(n, N - n);
+}
+
+template <typename T>
+RowKernels<T> make_row_kernels() {
+  return RowKernels<T>{&vecmat_row<T>, &act_row<T>, &dz_row<T>};
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace rnnfused::cpu

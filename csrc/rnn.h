@@ -1,0 +1,61 @@
+// rnnfused: plain parameter structs shared by the CPU and CUDA kernels.
+// No ATen here: raw pointers, sizes and flags only (the flash-attention / mamba habit).
+// ops.cpp validates the tensors, allocates, fills these structs and dispatches.
+#pragma once
+#include <cstdint>
+
+namespace rnnfused {
+
+// One layer, one direction, whole sequence: the sequential part of the forward pass.
+//
+// All tensors are contiguous, time-major.
+//   out     (T, B, H)  on entry: pre_t = x_t W_ihᵀ + b_ih + b_hh (the hoisted input projection);
+//                      on exit:  h_t (zero where item b is inactive at step t).
+//   h0      (B, H)     initial state.
+//   w_hh    (H, H)     row-major, as nn.RNN stores weight_hh_l{k}.
+//   hn      (B, H)     last state of each item (h at its last active step, h0 if length 0).
+//   lengths (B,)       int64 per-item lengths on the kernel's device, or nullptr (all = T).
+//                      Item b is active at step t iff t < lengths[b]. The forward direction walks
+//                      t = 0..T-1, the reverse direction t = T-1..0 (starting from h0 at
+//                      t = lengths[b]-1).
+struct RNNFwdParams {
+  void* out = nullptr;
+  const void* h0 = nullptr;
+  const void* w_hh = nullptr;
+  void* hn = nullptr;
+  const int64_t* lengths = nullptr;
+  // Workspace (2, B, H) in the accumulation type (float for float/half/bfloat16, double for
+  // double), allocated by ops.cpp: the running state, ping-ponged between steps where a kernel
+  // needs that. Contents on entry are undefined.
+  void* state = nullptr;
+  int64_t T = 0, B = 0, H = 0;
+  bool relu = false;
+  bool reverse = false;
+};
+
+// Backward of the sequential part (BPTT) for one layer, one direction.
+//   grad_out (T, B, H) dL/d out, or nullptr (treated as zeros).
+//   grad_hn  (B, H)    dL/d h_n, or nullptr (treated as zeros).
+//   out      (T, B, H) forward outputs h_t (act' is computed from them).
+//   w_hh     (H, H)
+//   dz       (T, B, H) written: dL/d z_t, zero where the item is inactive.
+//   dz_first (B, H)    written: dz at each item's first processed step, the step whose previous
+//                      state is h0 (t = 0 forward, t = lengths[b]-1 reverse; zero if length 0).
+//   grad_h0  (B, H)    written: dL/d h0.
+struct RNNBwdParams {
+  const void* grad_out = nullptr;
+  const void* grad_hn = nullptr;
+  const void* out = nullptr;
+  const void* w_hh = nullptr;
+  void* dz = nullptr;
+  void* dz_first = nullptr;
+  void* grad_h0 = nullptr;
+  const int64_t* lengths = nullptr;
+  // Workspace (2, B, H) in the accumulation type, as in RNNFwdParams: the running dL/dh.
+  void* state = nullptr;
+  int64_t T = 0, B = 0, H = 0;
+  bool relu = false;
+  bool reverse = false;
+};
+
+}  // namespace rnnfused

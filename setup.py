@@ -1,0 +1,83 @@
+"""Build rnnfused: one extension module, rnnfused._C, with the CPU kernels and, where a CUDA
+toolkit and a CUDA build of torch are present (or FORCE_CUDA=1), the CUDA kernels.
+
+Knobs: FORCE_CUDA=1 (compile the CUDA sources even without a GPU), RNNFUSED_CPU_ONLY=1 (never),
+CUDA_HOME, TORCH_CUDA_ARCH_LIST (default "8.0;9.0+PTX"), MAX_JOBS, RNNFUSED_DEBUG=1 (-O0 -g).
+Build with: pip install --no-build-isolation .   (it compiles against the torch you have)
+"""
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _has_cuda_runtime(root):
+    return bool(root) and os.path.isfile(os.path.join(root, "include", "cuda_runtime.h"))
+
+
+def _find_cuda_home():
+    """A CUDA root that really holds the toolkit, or None. Checked before torch guesses one:
+    torch takes dirname(dirname(which nvcc)), which is wrong when nvcc is a wrapper script."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates.append("/usr/local/cuda")
+    candidates += sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for root in candidates:
+        if _has_cuda_runtime(root):
+            return root
+    return None
+
+
+FORCE_CUDA = os.environ.get("FORCE_CUDA", "0") == "1"
+CPU_ONLY = os.environ.get("RNNFUSED_CPU_ONLY", "0") == "1"
+_cuda_home = None if CPU_ONLY else _find_cuda_home()
+if _cuda_home:
+    os.environ["CUDA_HOME"] = _cuda_home  # before torch.utils.cpp_extension reads it
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+WITH_CUDA = (not CPU_ONLY) and torch.version.cuda is not None and _cuda_home is not None
+if FORCE_CUDA and not WITH_CUDA:
+    sys.exit(
+        "rnnfused: FORCE_CUDA=1 but no CUDA build is possible: "
+        f"torch.version.cuda={torch.version.cuda}, CUDA toolkit root={_cuda_home}. "
+        "Install a CUDA build of torch and point CUDA_HOME at the toolkit."
+    )
+if WITH_CUDA and "TORCH_CUDA_ARCH_LIST" not in os.environ:
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
+
+debug = os.environ.get("RNNFUSED_DEBUG", "0") == "1"
+cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+# No -std: torch.utils.cpp_extension adds the standard this torch needs (C++17, or C++20 from 2.10).
+cxx_flags += ["-fdiagnostics-color=always"]
+nvcc_flags = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
+nvcc_flags += ["--expt-relaxed-constexpr", "-DRNNFUSED_WITH_CUDA"]
+
+sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+if WITH_CUDA:
+    sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
+    ext = CUDAExtension(
+        "rnnfused._C",
+        sources,
+        extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSED_WITH_CUDA"], "nvcc": nvcc_flags},
+    )
+    print(f"rnnfused: building with CUDA (CUDA_HOME={_cuda_home}, "
+          f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']})")
+else:
+    ext = CppExtension("rnnfused._C", sources, extra_compile_args={"cxx": cxx_flags})
+    why = ("RNNFUSED_CPU_ONLY=1" if CPU_ONLY else
+           "torch has no CUDA" if torch.version.cuda is None else "no CUDA toolkit found")
+    print(f"rnnfused: building CPU-only ({why}); CUDA tensors will raise a clear error")
+
+setup(
+    packages=find_packages(include=["rnnfused", "rnnfused.*"]),
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)
