@@ -1,0 +1,30 @@
+// rnnfused: declarations shared by the CUDA dispatch file (rnn_cuda.cu) and the per-dtype
+// instantiation files (rnn_f32.cu, rnn_f64.cu, rnn_f16.cu, rnn_bf16.cu). Host-only, light.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "../rnn.h"
+
+namespace rnnfused {
+namespace cuda_detail {
+
+// RNNFUSED_KERNEL, read at every call: unset, "" or "auto" -> kAuto; "stepwise"; "persistent".
+// Any other value raises a c10::Error that lists the accepted values.
+enum class KernelMode { kAuto, kStepwise, kPersistent };
+KernelMode kernel_mode();
+
+// Implemented once per storage type T (float, double, __half, __nv_bfloat16) in kernels.cuh and
+// instantiated in the rnn_<dtype>.cu files.
+template <typename T>
+void fwd_impl(const RNNFwdParams& p, cudaStream_t stream);
+template <typename T>
+void bwd_impl(const RNNBwdParams& p, cudaStream_t stream);
+// "stepwise" or "persistent"; raises (c10::Error) where RNNFUSED_KERNEL=persistent is forced on
+// a size the persistent kernel cannot run, with the reason.
+template <typename T>
+const char* kernel_name_impl(int64_t B, int64_t H, bool backward);
+
+}  // namespace cuda_detail
+}  // namespace rnnfused

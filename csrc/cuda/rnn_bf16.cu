@@ -1,0 +1,9 @@
+// rnnfused: the CUDA recurrence instantiated for storage type __nv_bfloat16 (see kernels.cuh). One file per
+// dtype so that the kernels compile in parallel.
+#include "kernels.cuh"
+
+namespace rnnfused {
+namespace cuda_detail {
+RNNFUSED_INSTANTIATE(__nv_bfloat16)
+}  // namespace cuda_detail
+}  // namespace rnnfused
