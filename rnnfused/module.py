@@ -70,13 +70,10 @@ class FusedRNN(nn.RNNBase):
         unsorted_indices = None
         if is_packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input
-            max_batch_size = int(batch_sizes[0])
             if hx is not None:
                 hx = self.permute_hidden(hx, sorted_indices)
             self.check_input(data, batch_sizes)
-            # Time-major padded batch in sorted order, lengths non-increasing.
-            x, lengths = torch._VF._pad_packed_sequence(data, batch_sizes, False, 0.0, batch_sizes.size(0))
-            lengths = lengths.to(device=data.device)
+            x, lengths, max_batch_size = _pad_packed(data, batch_sizes)
             check_ref, check_sizes = data, batch_sizes
         else:
             if input.dim() not in (2, 3):
@@ -105,13 +102,14 @@ class FusedRNN(nn.RNNBase):
                 device=x.device,
             )
         self.check_forward_args(check_ref, hx, check_sizes)
+        cast_dtype = _autocast_dtype(x.device.type)  # weights are cast in _run
+        x, hx = _autocast(x, cast_dtype), _autocast(hx, cast_dtype)
         self._check_devices(x, hx)
 
         output, h_n = self._run(x, hx, lengths)
 
         if is_packed:
-            data_out, _ = torch._VF._pack_padded_sequence(output, lengths.cpu(), False)
-            packed = PackedSequence(data_out, batch_sizes, sorted_indices, unsorted_indices)
+            packed = PackedSequence(_pack_padded(output, lengths), batch_sizes, sorted_indices, unsorted_indices)
             return packed, self.permute_hidden(h_n, unsorted_indices)
         if self.batch_first:
             output = output.transpose(0, 1)
@@ -137,12 +135,13 @@ class FusedRNN(nn.RNNBase):
 
     def _run(self, x: Tensor, hx: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         relu = self.mode == "RNN_RELU"
+        cast_dtype = _autocast_dtype(x.device.type)
         layer_input = x
         h_n: List[Tensor] = []
         for layer, per_dir in enumerate(self._layer_param_names):
             outs = []
             for direction, names in enumerate(per_dir):
-                params = [getattr(self, n) for n in names]
+                params = [_autocast(getattr(self, n), cast_dtype) for n in names]
                 b_ih, b_hh = (params[2], params[3]) if self.bias else (None, None)
                 out, h = ops.rnn_fwd(
                     layer_input,
@@ -192,6 +191,38 @@ class FusedRNN(nn.RNNBase):
             setattr(fused, name, getattr(rnn, name))
         fused.train(rnn.training)
         return fused
+
+
+@torch.compiler.disable
+def _pad_packed(data: Tensor, batch_sizes: Tensor) -> Tuple[Tensor, Tensor, int]:
+    """A PackedSequence's data as a time-major padded batch (sorted order, lengths
+    non-increasing, on data's device) and its batch size. Shapes depend on batch_sizes' values,
+    so torch.compile runs this eagerly (a graph break) rather than failing on fake tensors."""
+    x, lengths = torch._VF._pad_packed_sequence(data, batch_sizes, False, 0.0, batch_sizes.size(0))
+    return x, lengths.to(device=data.device), int(batch_sizes[0])
+
+
+@torch.compiler.disable
+def _pack_padded(output: Tensor, lengths: Tensor) -> Tensor:
+    """The inverse of _pad_packed: a padded time-major output back to packed data."""
+    data_out, _ = torch._VF._pack_padded_sequence(output, lengths.cpu(), False)
+    return data_out
+
+
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype nn.RNN computes in under torch.autocast on this device type, or None when
+    autocast is off. nn.RNN's matmuls are on autocast's lower-precision list (on the CPU it
+    runs the whole recurrence in the autocast dtype; cuDNN casts input, h0 and weights)."""
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def _autocast(t: Optional[Tensor], dtype: Optional[torch.dtype]) -> Optional[Tensor]:
+    """Autocast's eligibility rule: floating tensors other than float64 are cast."""
+    if dtype is None or t is None or not t.is_floating_point() or t.dtype == torch.float64:
+        return t
+    return t.to(dtype)
 
 
 def convert(model: nn.Module) -> nn.Module:
