@@ -308,13 +308,14 @@ def test_second_gpu(kernel):
     _check(ours, theirs, refr, _names(ref, True), torch.float32)
 
 
-def test_cuda_graph_capture(kernel):
-    kw = dict(input_size=6, hidden_size=48, num_layers=2, bidirectional=True)
+@pytest.mark.parametrize("H", [48, 300])  # 300: the persistent kernel needs a CTA group (G > 1)
+def test_cuda_graph_capture(kernel, H):
+    kw = dict(input_size=6, hidden_size=H, num_layers=2, bidirectional=True)
     _, fused, _ = _make(6, "cuda", torch.float32, **kw)
     params = list(fused.parameters())
     static_x = _rand((10, 4, 6), 11).float().cuda().requires_grad_(True)
-    static_h0 = _rand((4, 4, 48), 12, 0.5).float().cuda().requires_grad_(True)
-    static_go = _rand((10, 4, 96), 13).float().cuda()
+    static_h0 = _rand((4, 4, H), 12, 0.5).float().cuda().requires_grad_(True)
+    static_go = _rand((10, 4, 2 * H), 13).float().cuda()
 
     def step():
         out, hn = fused(static_x, static_h0)
@@ -334,8 +335,8 @@ def test_cuda_graph_capture(kernel):
     for seed in (20, 30):
         with torch.no_grad():
             static_x.copy_(_rand((10, 4, 6), seed).float().cuda())
-            static_h0.copy_(_rand((4, 4, 48), seed + 1, 0.5).float().cuda())
-            static_go.copy_(_rand((10, 4, 96), seed + 2).float().cuda())
+            static_h0.copy_(_rand((4, 4, H), seed + 1, 0.5).float().cuda())
+            static_go.copy_(_rand((10, 4, 2 * H), seed + 2).float().cuda())
         g.replay()
         torch.cuda.synchronize()
         eager = step()
