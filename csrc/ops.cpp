@@ -232,8 +232,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
 
   // Whole-sequence GEMMs over dz.
   const Tensor dz2 = dz.view({T * B, H});
-  const Tensor empty = at::empty({0}, opts);
-  Tensor grad_input = empty, grad_w_ih = empty, grad_w_hh = empty, grad_bias = empty;
+  // Outputs must not alias one another: a fresh empty tensor for each gradient not wanted.
+  Tensor grad_input, grad_w_ih, grad_w_hh, grad_bias;
   if (output_mask[0]) grad_input = at::mm(dz2, w_ih).view({T, B, I});
   if (output_mask[1]) grad_w_ih = at::mm(dz2.t(), input.contiguous().view({T * B, I}));
   if (output_mask[2]) {
@@ -248,6 +248,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
     }
   }
   if (output_mask[3]) grad_bias = dz2.sum(0);
+  for (Tensor* g : {&grad_input, &grad_w_ih, &grad_w_hh, &grad_bias})
+    if (!g->defined()) *g = at::empty({0}, opts);
   return {grad_input, grad_h0, grad_w_ih, grad_w_hh, grad_bias};
 }
 

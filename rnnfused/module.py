@@ -105,6 +105,8 @@ class FusedRNN(nn.RNNBase):
         cast_dtype = _autocast_dtype(x.device.type)  # weights are cast in _run
         x, hx = _autocast(x, cast_dtype), _autocast(hx, cast_dtype)
         self._check_devices(x, hx)
+        if x.size(0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
         output, h_n = self._run(x, hx, lengths)
 
