@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include <ATen/ATen.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include <array>
@@ -110,6 +111,9 @@ std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const 
                                    const Tensor& w_hh, const optional<Tensor>& b_ih,
                                    const optional<Tensor>& b_hh, const optional<Tensor>& lengths,
                                    bool relu, bool reverse) {
+  // The op runs in the dtypes it is given (module.py applies autocast's casting rule); the GEMMs
+  // below must not be autocast again, e.g. when backward runs inside an autocast region.
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto [T, B, I, H] = check_args(input, h0, w_ih, w_hh, lengths);
   if (b_ih.has_value()) { check_same(*b_ih, input, "b_ih"); check_shape(*b_ih, {H}, "b_ih"); }
   if (b_hh.has_value()) { check_same(*b_hh, input, "b_hh"); check_shape(*b_hh, {H}, "b_hh"); }
@@ -172,6 +176,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
     const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn, const Tensor& input,
     const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& output,
     const optional<Tensor>& lengths, bool relu, bool reverse, std::array<bool, 4> output_mask) {
+  // As in rnn_fwd: no autocast inside the op.
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto [T, B, I, H] = check_args(input, h0, w_ih, w_hh, lengths);
   check_same(output, input, "output");
   check_shape(output, {T, B, H}, "output");
@@ -306,7 +312,12 @@ PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
                        : d == "float16" ? at::kHalf
                        : d == "bfloat16" ? at::kBFloat16
                                          : at::kFloat;
-  return PyUnicode_FromString(rnnfused::rnn_cuda_kernel_name(B, H, st, backward != 0));
+  try {
+    return PyUnicode_FromString(rnnfused::rnn_cuda_kernel_name(B, H, st, backward != 0));
+  } catch (const std::exception& e) {  // never let a C++ exception cross into Python's C API
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
 }
 #endif
 

@@ -23,4 +23,6 @@ def cuda_kernel_name(B: int, H: int, dtype: torch.dtype = torch.float32, backwar
     honouring the environment variable RNNFUSED_KERNEL. Raises RuntimeError in a CPU-only build."""
     if not _C.built_with_cuda():
         raise RuntimeError("rnnfused was built without CUDA kernels")
+    if not torch.cuda.is_available():
+        raise RuntimeError("rnnfused.cuda_kernel_name needs a CUDA device")
     return _C.cuda_kernel_name(int(B), int(H), str(dtype).replace("torch.", ""), bool(backward))
