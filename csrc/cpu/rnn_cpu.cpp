@@ -71,11 +71,29 @@ Path choose_path(int64_t B, int64_t H) {
   return B * H * H < (int64_t(1) << 21) ? Path::Fused : Path::Gemm;
 }
 
-// Rows per task for at::parallel_for, so each task has about 2^17 multiply-adds: per-step
-// fork/join costs a few µs and only pays for itself above that.
+// Rows per task for at::parallel_for, so each task has about 2^17 multiply-adds (per-step
+// fork/join costs a few µs and only pays for itself above that), in whole groups of 4 rows.
 int64_t row_grain(int64_t H, int64_t work_per_row) {
-  return std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, work_per_row * H));
+  const int64_t g = (int64_t(1) << 17) / std::max<int64_t>(1, work_per_row * H);
+  return std::max<int64_t>(4, (g + 3) / 4 * 4);
 }
+
+// Up to 4 batch rows gathered for one call of the row kernel (so each load of W feeds 4 rows).
+template <typename T>
+struct RowGroup {
+  T* y[4];
+  const T* x[4];
+  int n = 0;
+  bool add(T* yr, const T* xr) {  // true when full
+    y[n] = yr;
+    x[n] = xr;
+    return ++n == 4;
+  }
+  void flush(const RowKernels<T>& k, const T* M, int64_t H, bool accumulate, Act act) {
+    if (n > 0) k.vecmat_rows(n, y, x, M, H, H, accumulate, act);
+    n = 0;
+  }
+};
 
 Act act_of(bool relu) { return relu ? Act::Relu : Act::Tanh; }
 
@@ -143,12 +161,14 @@ void fwd_impl(const RNNFwdParams& p) {
         T* cur = out + t * BH;
         const T* nb = out + (p.reverse ? t + 1 : t - 1) * BH;  // the neighbouring step
         at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+          RowGroup<T> grp;
           for (int64_t b = b0; b < b1; ++b) {
             T* y = cur + b * H;
             if (!L.active(b, t)) { std::fill(y, y + H, T(0)); continue; }
             const T* prev = t == L.first_step(b, p.reverse) ? h0 + b * H : nb + b * H;
-            k.vecmat_row(y, prev, WT.data(), H, H, /*accumulate=*/true, act);
+            if (grp.add(y, prev)) grp.flush(k, WT.data(), H, /*accumulate=*/true, act);
           }
+          grp.flush(k, WT.data(), H, /*accumulate=*/true, act);
         });
       }
     } else {
@@ -210,14 +230,16 @@ void bwd_impl(const RNNBwdParams& p) {
     const T* gt = g ? g + t * BH : nullptr;
     const T* ot = out + t * BH;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+      RowGroup<T> grp;
       for (int64_t b = b0; b < b1; ++b) {
         T* dzr = dzt + b * H;
         if (!L.active(b, t)) { std::fill(dzr, dzr + H, T(0)); continue; }
         k.dz_row(dzr, dh + b * H, gt ? gt + b * H : nullptr, ot + b * H, H, act);
         if (t == L.first_step(b, p.reverse)) std::memcpy(dz_first + b * H, dzr, sizeof(T) * H);
         // dh = dz_t · W_hh (in place: the product reads dz_t, not dh).
-        if (fused) k.vecmat_row(dh + b * H, dzr, W, H, H, /*accumulate=*/false, Act::None);
+        if (fused && grp.add(dh + b * H, dzr)) grp.flush(k, W, H, /*accumulate=*/false, Act::None);
       }
+      if (fused) grp.flush(k, W, H, /*accumulate=*/false, Act::None);
     });
     if (!fused) {
       const int64_t m = L.rows_to_compute(B, t);

@@ -29,25 +29,32 @@ inline Vectorized<T> apply_act(Vectorized<T> v, Act act) {
   }
 }
 
-// One block of NV full vectors of y, starting at column n0:
-//   y[n] = act((accumulate ? y[n] : 0) + Σ_k x[k] · M[k·N + n]).
-// The NV accumulators stay in registers across the whole k loop; x[k] is broadcast.
-template <typename T, int NV>
-inline void vecmat_block(T* y, const T* x, const T* M, int64_t K, int64_t N, int64_t n0,
-                         bool accumulate, Act act) {
+// One block of NV full vectors of columns, starting at n0, for RB rows at once:
+//   y_r[n] = act((accumulate ? y_r[n] : 0) + Σ_k x_r[k] · M[k·N + n]),  r < RB.
+// RB·NV accumulators stay in registers across the whole k loop; each vector of M loaded feeds RB
+// fused multiply-adds, and x_r[k] is broadcast.
+template <typename T, int RB, int NV>
+inline void vecmat_block(T* const* y, const T* const* x, const T* M, int64_t K, int64_t N,
+                         int64_t n0, bool accumulate, Act act) {
   using V = Vectorized<T>;
   constexpr int64_t L = V::size();
-  V a[NV];
-  for (int i = 0; i < NV; ++i) a[i] = accumulate ? V::loadu(y + n0 + i * L) : V(T(0));
+  V a[RB][NV];
+  for (int r = 0; r < RB; ++r)
+    for (int i = 0; i < NV; ++i) a[r][i] = accumulate ? V::loadu(y[r] + n0 + i * L) : V(T(0));
   const T* m = M + n0;
   for (int64_t k = 0; k < K; ++k, m += N) {
-    const V xb(x[k]);
-    for (int i = 0; i < NV; ++i) a[i] = at::vec::fmadd(xb, V::loadu(m + i * L), a[i]);
+    V w[NV];
+    for (int i = 0; i < NV; ++i) w[i] = V::loadu(m + i * L);
+    for (int r = 0; r < RB; ++r) {
+      const V xb(x[r][k]);
+      for (int i = 0; i < NV; ++i) a[r][i] = at::vec::fmadd(xb, w[i], a[r][i]);
+    }
   }
-  for (int i = 0; i < NV; ++i) apply_act(a[i], act).store(y + n0 + i * L);
+  for (int r = 0; r < RB; ++r)
+    for (int i = 0; i < NV; ++i) apply_act(a[r][i], act).store(y[r] + n0 + i * L);
 }
 
-// The last, partial vector of y (count < L columns from n0).
+// The last, partial vector of columns (count < L from n0), one row.
 template <typename T>
 inline void vecmat_tail(T* y, const T* x, const T* M, int64_t K, int64_t N, int64_t n0,
                         int64_t count, bool accumulate, Act act) {
@@ -58,13 +65,30 @@ inline void vecmat_tail(T* y, const T* x, const T* M, int64_t K, int64_t N, int6
   apply_act(a, act).store(y + n0, static_cast<int>(count));
 }
 
-template <typename T>
-void vecmat_row(T* y, const T* x, const T* M, int64_t K, int64_t N, bool accumulate, Act act) {
+// RB rows, all columns: wide blocks first, then single vectors, then the partial vector.
+// About 8 accumulators in flight (two FMA pipes × four cycles of latency).
+template <typename T, int RB>
+inline void vecmat_rows_fixed(T* const* y, const T* const* x, const T* M, int64_t K, int64_t N,
+                              bool accumulate, Act act) {
   constexpr int64_t L = Vectorized<T>::size();
+  constexpr int NV = RB >= 4 ? 2 : (RB == 2 ? 4 : 8);
   int64_t n = 0;
-  for (; n + 4 * L <= N; n += 4 * L) vecmat_block<T, 4>(y, x, M, K, N, n, accumulate, act);
-  for (; n + L <= N; n += L) vecmat_block<T, 1>(y, x, M, K, N, n, accumulate, act);
-  if (n < N) vecmat_tail<T>(y, x, M, K, N, n, N - n, accumulate, act);
+  for (; n + NV * L <= N; n += NV * L) vecmat_block<T, RB, NV>(y, x, M, K, N, n, accumulate, act);
+  for (; n + L <= N; n += L) vecmat_block<T, RB, 1>(y, x, M, K, N, n, accumulate, act);
+  if (n < N)
+    for (int r = 0; r < RB; ++r) vecmat_tail<T>(y[r], x[r], M, K, N, n, N - n, accumulate, act);
+}
+
+template <typename T>
+void vecmat_rows(int nrows, T* const* y, const T* const* x, const T* M, int64_t K, int64_t N,
+                 bool accumulate, Act act) {
+  int r = 0;
+  for (; r + 4 <= nrows; r += 4) vecmat_rows_fixed<T, 4>(y + r, x + r, M, K, N, accumulate, act);
+  if (r + 2 <= nrows) {
+    vecmat_rows_fixed<T, 2>(y + r, x + r, M, K, N, accumulate, act);
+    r += 2;
+  }
+  if (r < nrows) vecmat_rows_fixed<T, 1>(y + r, x + r, M, K, N, accumulate, act);
 }
 
 template <typename T>
@@ -97,7 +121,7 @@ void dz_row(T* dz, const T* dh, const T* g, const T* h, int64_t N, Act act) {
 
 template <typename T>
 RowKernels<T> make_row_kernels() {
-  return RowKernels<T>{&vecmat_row<T>, &act_row<T>, &dz_row<T>};
+  return RowKernels<T>{&vecmat_rows<T>, &act_row<T>, &dz_row<T>};
 }
 
 }  // namespace CPU_CAPABILITY

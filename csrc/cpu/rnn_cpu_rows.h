@@ -9,9 +9,12 @@ enum class Act : int { None = 0, Tanh = 1, Relu = 2 };
 
 template <typename T>
 struct RowKernels {
-  // y[n] = act((accumulate ? y[n] : 0) + Σ_k x[k] · M[k·N + n]) for n < N; M row-major (K, N).
-  // Forward: y = pre_t row, x = h_{t-1} row, M = W_hhᵀ.  Backward: y = dh row, x = dz_t row, M = W_hh.
-  void (*vecmat_row)(T* y, const T* x, const T* M, int64_t K, int64_t N, bool accumulate, Act act);
+  // For each of the nrows rows r: y_r[n] = act((accumulate ? y_r[n] : 0) + Σ_k x_r[k] · M[k·N + n]),
+  // n < N; M row-major (K, N). Rows are done together (up to 4) so each load of M feeds several.
+  // Forward: y = pre_t rows, x = h_{t-1} rows, M = W_hhᵀ. Backward: y = dh rows, x = dz_t rows,
+  // M = W_hh.
+  void (*vecmat_rows)(int nrows, T* const* y, const T* const* x, const T* M, int64_t K, int64_t N,
+                      bool accumulate, Act act);
   // y[n] = act(y[n]): the epilogue when the recurrent product came from a BLAS call.
   void (*act_row)(T* y, int64_t N, Act act);
   // dz[n] = (dh[n] + g[n]) · act'(h[n]), act' from the activation's output; g may be null.
