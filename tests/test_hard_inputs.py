@@ -175,25 +175,10 @@ def _nan_case(nonlinearity, where):
     return ours, theirs
 
 
-_RELU_NAN_XFAIL = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="C++ bug: relu' is computed as (h > 0), 0 where h is NaN; PyTorch's relu backward "
-    "(threshold_backward: h <= 0 ? 0 : grad) passes the gradient where h is NaN. Gradients upstream "
-    "of a NaN state (from a NaN input or h0, or inf - inf) differ from nn.RNN's: other finite "
-    "values, and with inf inputs other NaN/Inf elements. Fix: relu' = !(h <= 0): "
-    "csrc/cpu/rnn_cpu_kernel.h dz_row `one - hv.le(zero)`, csrc/cuda/kernels.cuh dact "
-    "`y <= A(0) ? A(0) : A(1)`.",
-)
+CASES = [(act, w) for act in ("tanh", "relu") for w in WHERE]
 
 
-def _cases(xfail_relu):
-    return [("tanh", w) for w in WHERE] + [
-        pytest.param("relu", w, marks=_RELU_NAN_XFAIL) if w in xfail_relu else ("relu", w) for w in WHERE
-    ]
-
-
-@pytest.mark.parametrize("nonlinearity, where", _cases(xfail_relu=("input-inf",)))
+@pytest.mark.parametrize("nonlinearity, where", CASES)
 def test_nan_inf_patterns_like_nn_rnn(nonlinearity, where):
     """NaN and Inf land in exactly the same elements of the outputs and of every gradient."""
     ours, theirs = _nan_case(nonlinearity, where)
@@ -202,7 +187,7 @@ def test_nan_inf_patterns_like_nn_rnn(nonlinearity, where):
         assert torch.equal(torch.isinf(a), torch.isinf(b)), f"Inf pattern differs in result {i}"
 
 
-@pytest.mark.parametrize("nonlinearity, where", _cases(xfail_relu=("input-nan", "hx-nan", "input-inf")))
+@pytest.mark.parametrize("nonlinearity, where", CASES)
 def test_finite_values_around_nan_inf_like_nn_rnn(nonlinearity, where):
     """Where nn.RNN's results are finite, ours are the same numbers."""
     ours, theirs = _nan_case(nonlinearity, where)

@@ -57,7 +57,7 @@ const RowKernels<double>& row_kernels<double>() {
 
 enum class Path { Fused, Gemm };
 
-Path choose_path(int64_t B, int64_t H) {
+Path choose_path(int64_t B, int64_t H, int64_t elem_size) {
   const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
   if (env && *env) {
     const std::string e(env);
@@ -66,9 +66,12 @@ Path choose_path(int64_t B, int64_t H) {
     TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_KERNEL must be fused, gemm or auto, got '",
                 e, "'");
   }
-  // Per-step multiply-adds B·H². Below this the register-blocked fused loop beats a BLAS call
-  // plus its dispatch; above it the BLAS's cache blocking and threads win.
-  return B * H * H < (int64_t(1) << 21) ? Path::Fused : Path::Gemm;
+  // Per-step multiply-adds B·H². Below 2^21 the register-blocked fused loop beats a BLAS call
+  // plus its dispatch; above it the BLAS's cache blocking and threads win. So does the BLAS when
+  // W_hh no longer fits a core's L2 (assumed 1 MiB), where the product is bound by memory.
+  // Measured on a 2-core x86-64 with AVX2 (bench/results/NOTES-cpu.md).
+  const bool small = B * H * H < (int64_t(1) << 21) && H * H * elem_size <= (int64_t(1) << 20);
+  return small ? Path::Fused : Path::Gemm;
 }
 
 // Rows per task for at::parallel_for, so each task has about 2^17 multiply-adds (per-step
@@ -151,7 +154,7 @@ void fwd_impl(const RNNFwdParams& p) {
   auto step_of = [&](int64_t s) { return p.reverse ? T_ - 1 - s : s; };
 
   if (T_ > 0 && B > 0) {
-    if (choose_path(B, H) == Path::Fused) {
+    if (choose_path(B, H, sizeof(T)) == Path::Fused) {
       std::vector<T> WT(static_cast<size_t>(H * H));  // W_hhᵀ, so each k reads one contiguous row
       for (int64_t i = 0; i < H; ++i)
         for (int64_t j = 0; j < H; ++j) WT[j * H + i] = W[i * H + j];
@@ -222,7 +225,7 @@ void bwd_impl(const RNNBwdParams& p) {
 
   // Processing order is the reverse of the forward's: forward direction t = T-1..0.
   auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
-  const bool fused = choose_path(B, H) == Path::Fused;
+  const bool fused = choose_path(B, H, sizeof(T)) == Path::Fused;
   const int64_t grain = row_grain(H, fused ? H : 16);
   for (int64_t s = 0; s < T_ && B > 0; ++s) {
     const int64_t t = step_of(s);

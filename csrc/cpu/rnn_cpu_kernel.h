@@ -101,17 +101,18 @@ void act_row(T* y, int64_t N, Act act) {
 }
 
 // dz[n] = (dh[n] + g[n]) · act'(h[n]), act' taken from the activation's output h:
-// tanh' = 1 - h², relu' = (h > 0). g may be null (no gradient flows into the outputs).
+// tanh' = 1 - h², relu' = !(h <= 0) (1 where h is NaN, as torch's threshold_backward passes the
+// gradient there). g may be null (no gradient flows into the outputs).
 template <typename T>
 void dz_row(T* dz, const T* dh, const T* g, const T* h, int64_t N, Act act) {
   using V = Vectorized<T>;
   constexpr int64_t L = V::size();
-  const V one(T(1)), zero(T(0));  // gt() yields 1 or 0 per lane
+  const V one(T(1)), zero(T(0));  // le() yields 1 or 0 per lane
   auto body = [&](int64_t n, int64_t count) {
     V d = V::loadu(dh + n, count);
     if (g) d = d + V::loadu(g + n, count);
     const V hv = V::loadu(h + n, count);
-    const V deriv = act == Act::Tanh ? one - hv * hv : hv.gt(zero);
+    const V deriv = act == Act::Tanh ? one - hv * hv : one - hv.le(zero);
     (d * deriv).store(dz + n, static_cast<int>(count));
   };
   int64_t n = 0;

@@ -108,7 +108,7 @@ __device__ __forceinline__ float act(float x, bool relu) { return relu ? (x < 0.
 __device__ __forceinline__ double act(double x, bool relu) { return relu ? (x < 0.0 ? 0.0 : x) : tanh(x); }
 template <typename A>
 __device__ __forceinline__ A dact(A y, bool relu) {
-  return relu ? (y > A(0) ? A(1) : A(0)) : A(1) - y * y;
+  return relu ? (y <= A(0) ? A(0) : A(1)) : A(1) - y * y;  // relu' passes NaN like torch
 }
 
 __device__ __forceinline__ int64_t item_len(const int64_t* lengths, int64_t b, int64_t T) {
