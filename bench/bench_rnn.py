@@ -565,6 +565,9 @@ def write_plot(path, info, rows, contenders):
                         ax.plot(xs, ys, marker="o", label=f"vs nn.RNN {con.label}, {dt}")
             ax.axhline(1.0, color="gray", lw=0.8, ls="--")
             ax.set_xscale("log", base=2)
+            lo, hi = ax.get_ylim()
+            if lo > 0 and hi / lo > 20:
+                ax.set_yscale("log")
             ax.set_xlabel(axis)
             ax.set_ylabel("speed-up (nn.RNN time / FusedRNN time)")
             ax.set_title(f"{mode}: speed-up vs {axis}")
