@@ -13,9 +13,7 @@ both loss curves.
 
     python examples/sequence_classifier.py --steps 300 --out sequence_classifier.png
 """
-import argparse
 import copy
-import json
 import time
 
 import torch
@@ -23,6 +21,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 import rnnfused
+from _common import parse_args, save_curves
 
 CLASSES = ["low calm", "high calm", "low volatile", "high volatile"]
 LEVEL = [-0.5, 0.5, -0.5, 0.5]
@@ -79,47 +78,15 @@ def accuracy(model, seed, n=512):
     return (model(x, lengths).argmax(-1) == labels).float().mean().item()
 
 
-def plot(losses, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    styles = {"nn.RNN": dict(lw=3, alpha=0.5), "FusedRNN": dict(lw=1, ls="--")}
-    for name, curve in losses.items():
-        ax.plot(range(1, len(curve) + 1), curve, label=name, **styles.get(name, {}))
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300, help="training steps (batches)")
-    parser.add_argument("--out", default="sequence_classifier.png", help="PNG with both loss curves")
-    parser.add_argument("--log", default=None, help="also write both loss curves as JSON here")
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads (models this small gain nothing from more, and on a "
-                             "busy machine OpenMP's spinning threads slow nn.RNN's per-step ops badly)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, steps=300, out="sequence_classifier.png", argv=argv)
 
     torch.manual_seed(args.seed)
     reference = Classifier(args.hidden)
     fused = rnnfused.convert(copy.deepcopy(reference))  # identical initial weights
     models = {"nn.RNN": reference, "FusedRNN": fused}
     losses, seconds = train(models, args.steps, seed=args.seed)
-    plot(losses, args.out, "level / volatility classification from the last hidden state")
-    if args.log:
-        with open(args.log, "w") as f:
-            json.dump(losses, f)
+    save_curves(losses, args, "level / volatility classification from the last hidden state", "cross-entropy")
     for name, model in models.items():
         acc = accuracy(model, seed=args.seed + 1)
         print(f"{name:9s} final loss {losses[name][-1]:.4f}   held-out accuracy {acc:.3f}   "

@@ -10,9 +10,7 @@ data; the script prints both final losses and the time each took, and plots both
 
     python examples/sine_to_cosine.py --steps 300 --out sine_to_cosine.png
 """
-import argparse
 import copy
-import json
 import math
 import time
 
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 import rnnfused
+from _common import parse_args, save_curves
 
 
 class SineToCosine(nn.Module):
@@ -69,47 +68,14 @@ def train(models, steps, batch=16, chunk=50, chunks_per_sequence=8, lr=1e-2, see
     return losses, seconds
 
 
-def plot(losses, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    styles = {"nn.RNN": dict(lw=3, alpha=0.5), "FusedRNN": dict(lw=1, ls="--")}
-    for name, curve in losses.items():
-        ax.plot(range(1, len(curve) + 1), curve, label=name, **styles.get(name, {}))
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=400, help="training steps (chunks)")
-    parser.add_argument("--out", default="sine_to_cosine.png", help="PNG with both loss curves")
-    parser.add_argument("--log", default=None, help="also write both loss curves as JSON here")
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads (models this small gain nothing from more, and on a "
-                             "busy machine OpenMP's spinning threads slow nn.RNN's per-step ops badly)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, steps=400, out="sine_to_cosine.png", argv=argv)
 
     torch.manual_seed(args.seed)
     reference = SineToCosine(args.hidden)
     fused = rnnfused.convert(copy.deepcopy(reference))  # identical initial weights
     losses, seconds = train({"nn.RNN": reference, "FusedRNN": fused}, args.steps, seed=args.seed)
-    plot(losses, args.out, "sine -> cosine, truncated BPTT")
-    if args.log:
-        with open(args.log, "w") as f:
-            json.dump(losses, f)
+    save_curves(losses, args, "sine -> cosine, truncated BPTT", "loss", log_y=True)
     for name in losses:
         print(f"{name:9s} final loss {losses[name][-1]:.6f}   training time {seconds[name]:.2f} s")
     print(f"wrote {args.out}")

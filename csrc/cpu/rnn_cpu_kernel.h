@@ -74,7 +74,11 @@ inline void vecmat_rows_fixed(T* const* y, const T* const* x, const T* M, int64_
   constexpr int NV = RB >= 4 ? 2 : (RB == 2 ? 4 : 8);
   int64_t n = 0;
   for (; n + NV * L <= N; n += NV * L) vecmat_block<T, RB, NV>(y, x, M, K, N, n, accumulate, act);
-  for (; n + L <= N; n += L) vecmat_block<T, RB, 1>(y, x, M, K, N, n, accumulate, act);
+  // What is left (< NV vectors) in one pass, so its accumulators still overlap.
+  const int64_t left = (N - n) / L;
+  if (NV > 4 && left >= 4) { vecmat_block<T, RB, (NV > 4 ? 4 : 1)>(y, x, M, K, N, n, accumulate, act); n += 4 * L; }
+  if (NV > 2 && (N - n) / L >= 2) { vecmat_block<T, RB, (NV > 2 ? 2 : 1)>(y, x, M, K, N, n, accumulate, act); n += 2 * L; }
+  if (NV > 1 && (N - n) / L >= 1) { vecmat_block<T, RB, 1>(y, x, M, K, N, n, accumulate, act); n += L; }
   if (n < N)
     for (int r = 0; r < RB; ++r) vecmat_tail<T>(y[r], x[r], M, K, N, n, N - n, accumulate, act);
 }
