@@ -9,6 +9,19 @@ from rnnfused import FusedRNN
 
 CPU_KERNELS = ["fused", "gemm"]
 
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def one_intra_op_thread():
+    """One intra-op thread for a module's tests (`pytestmark = usefixtures(...)`): on a small
+    shared CPU, OpenMP's spinning threads make nn.RNN's per-step ops ~100x slower; the results
+    do not depend on it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 @pytest.fixture(params=CPU_KERNELS)
 def cpu_kernel(request, monkeypatch):

@@ -18,14 +18,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from rnnfused import FusedRNN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP's spinning threads make nn.RNN's
-    per-step ops ~100x slower; the results do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _pair(input_size, hidden_size, dtype=torch.float32, seed=0, **kw):
