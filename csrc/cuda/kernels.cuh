@@ -296,8 +296,8 @@ __global__ void __launch_bounds__(256) step_kernel(Args<T> a) {
 template <typename A> struct PersistThreads { static constexpr int value = 512; };
 template <> struct PersistThreads<double> { static constexpr int value = 256; };  // registers
 constexpr int kPrefetch = 4;  // epilogue operands per thread loaded early (before the dot)
-constexpr int kKChunk = 128;
-constexpr int kLoadBatch = 8;  // state loads in flight per thread in the persistent loader  // k per warp iteration (32 lanes x 4); rows are padded to it
+constexpr int kKChunk = 128;    // k per warp iteration (32 lanes x 4); rows are padded to it
+constexpr int kLoadBatch = 8;  // state loads in flight per thread in the persistent loader
 
 // Sum of v[0..15] over the 32 lanes of a warp in 16 shuffles (transpose-reduce). On return,
 // lane l holds the total of index (l >> 1) & 15.
@@ -641,7 +641,8 @@ Plan plan_persistent(int64_t B, int64_t H) {
     if (it != cache.end()) return it->second;
   }
   Plan pl = plan_persistent_uncached<T, BWD>(B, H, d);
-  if (pl.ok) {  // the launch needs the attribute on this device even when the plan is cached
+  if (pl.ok) {  // (also set inside the uncached plan, before its occupancy queries; the
+                // attribute is per device and persists, and the cache key includes the device)
     C10_CUDA_CHECK(cudaFuncSetAttribute(persist_kernel<T, BWD>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, d.smem_optin));
   }
