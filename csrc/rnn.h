@@ -15,7 +15,9 @@ namespace rnnfused {
 //   w_hh    (H, H)     row-major, as nn.RNN stores weight_hh_l{k}.
 //   hn      (B, H)     last state of each item (h at its last active step, h0 if length 0).
 //   lengths (B,)       int64 per-item lengths on the kernel's device, or nullptr (all = T).
-//                      Item b is active at step t iff t < lengths[b]. The forward direction walks
+//                      Item b is active at step t iff t < lengths[b]; lengths must lie in
+//                      [0, T] (the CPU raises otherwise; CUDA clamps, as it cannot check
+//                      without a host sync; module.py always passes valid lengths). The forward direction walks
 //                      t = 0..T-1, the reverse direction t = T-1..0 (starting from h0 at
 //                      t = lengths[b]-1).
 struct RNNFwdParams {
