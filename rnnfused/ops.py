@@ -82,13 +82,40 @@ def _rnn_bwd_fake(grad_output, grad_hn, input, h0, w_ih, w_hh, output, lengths, 
 def _setup_context(ctx, inputs, output):
     input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse = inputs
     out, _ = output
-    ctx.save_for_backward(input, h0, w_ih, w_hh, out, lengths)
     ctx.relu = relu
     ctx.reverse = reverse
+    # With lengths (a PackedSequence, padded by module.py), keep only the active steps of input and
+    # output: ragged batches pad to several times their data, and nn.RNN keeps packed data only.
+    # Inactive steps contribute nothing to any gradient (dz is 0 there), so zeros restore them
+    # exactly. Not while compiling: the packed size depends on the lengths' values.
+    ctx.compact = lengths is not None and not torch.compiler.is_compiling()
+    if ctx.compact:
+        active = _active(lengths, input.shape[0])
+        ctx.shapes = (input.shape, out.shape)
+        ctx.save_for_backward(input[active], h0, w_ih, w_hh, out[active], lengths)
+    else:
+        ctx.save_for_backward(input, h0, w_ih, w_hh, out, lengths)
+
+
+def _active(lengths, T):
+    """(T, B) bool: item b is active at step t."""
+    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
+
+
+def _saved(ctx):
+    """(input, h0, w_ih, w_hh, output, lengths) as the forward saw them."""
+    if not ctx.compact:
+        return ctx.saved_tensors
+    input_act, h0, w_ih, w_hh, out_act, lengths = ctx.saved_tensors
+    shape_in, shape_out = ctx.shapes
+    active = _active(lengths, shape_in[0])
+    input = input_act.new_zeros(shape_in).index_put_((active,), input_act)
+    out = out_act.new_zeros(shape_out).index_put_((active,), out_act)
+    return input, h0, w_ih, w_hh, out, lengths
 
 
 def _backward(ctx, grad_output, grad_hn):
-    input, h0, w_ih, w_hh, out, lengths = ctx.saved_tensors
+    input, h0, w_ih, w_hh, out, lengths = _saved(ctx)
     need = ctx.needs_input_grad  # input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse
     if not any(need[:6]):
         return (None,) * 9

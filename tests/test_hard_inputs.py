@@ -194,10 +194,14 @@ def test_finite_values_around_nan_inf_like_nn_rnn(nonlinearity, where):
 
 
 def _saved_bytes(model, x, hx=None):
-    """Bytes of distinct storages autograd keeps for backward (saved_tensors_hooks)."""
+    """Bytes of distinct floating-point storages autograd keeps for backward
+    (saved_tensors_hooks): the activations and weights. Integer bookkeeping (lengths,
+    batch_sizes: O(T + B) values, not activations) is left out."""
     storages = {}
 
     def pack(t):
+        if not t.is_floating_point():
+            return t
         s = t.untyped_storage()
         storages[s.data_ptr()] = max(storages.get(s.data_ptr(), 0), s.nbytes())
         return t
@@ -230,25 +234,20 @@ def _packed_saved(cfg):
     return _saved_bytes(fused, x), _saved_bytes(rnn, x)
 
 
-@pytest.mark.xfail(
+_BIDIR_PACKED_XFAIL = pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="Design limit: with a PackedSequence FusedRNN pads to (T, B) and rnn_fwd saves the padded "
-    "input and output, nn.RNN only the packed data. Saving no more than nn.RNN needs an op over "
-    "the packed layout (batch_sizes) in csrc/ops.cpp and the kernels.",
+    reason="Known gap: with a PackedSequence each direction of a bidirectional layer keeps its own "
+    "compacted copy of the layer's input (rnnfused/ops.py _setup_context), where nn.RNN keeps one; "
+    "about 1.3x nn.RNN's bytes for 3 bidirectional layers. Padded input shares one copy.",
 )
-@pytest.mark.parametrize("cfg", SAVED_CFGS, ids=SAVED_IDS)
+PACKED_CFGS = [pytest.param(c, marks=_BIDIR_PACKED_XFAIL) if c.get("bidirectional") else c for c in SAVED_CFGS]
+
+
+@pytest.mark.parametrize("cfg", PACKED_CFGS, ids=SAVED_IDS)
 def test_saved_activations_packed_no_larger_than_nn_rnn(cfg):
     ours, theirs = _packed_saved(cfg)
     assert 0 < ours <= theirs, f"FusedRNN saves {ours} bytes, nn.RNN {theirs}"
-
-
-@pytest.mark.parametrize("cfg", SAVED_CFGS, ids=SAVED_IDS)
-def test_saved_activations_packed_within_padding_ratio(cfg):
-    """What holds today with packed input: no more than nn.RNN's times the padding ratio."""
-    ours, theirs = _packed_saved(cfg)
-    ratio = len(LENGTHS) * max(LENGTHS) / sum(LENGTHS)  # padded elements / packed elements (~2)
-    assert 0 < ours <= ratio * theirs, f"FusedRNN saves {ours} bytes, nn.RNN {theirs}, ratio {ratio:.2f}"
 
 
 _LONG_SEQUENCE_SCRIPT = textwrap.dedent(
