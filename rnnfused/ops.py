@@ -92,9 +92,22 @@ def _setup_context(ctx, inputs, output):
     if ctx.compact:
         active = _active(lengths, input.shape[0])
         ctx.shapes = (input.shape, out.shape)
-        ctx.save_for_backward(input[active], h0, w_ih, w_hh, out[active], lengths)
+        ctx.save_for_backward(_compact_input(input, lengths, active), h0, w_ih, w_hh, out[active], lengths)
     else:
         ctx.save_for_backward(input, h0, w_ih, w_hh, out, lengths)
+
+
+def _compact_input(input, lengths, active):
+    """input[active], shared by the ops that read the same input with the same lengths (the two
+    directions of a bidirectional layer), so it is kept once. Cached on the input tensor itself,
+    so it lives no longer than that tensor, and keyed on its version, so an in-place change
+    invalidates it."""
+    cached = getattr(input, "_rnnfused_compact", None)
+    if cached is not None and cached[0] is lengths and cached[1] == input._version:
+        return cached[2]
+    compact = input[active]
+    input._rnnfused_compact = (lengths, input._version, compact)
+    return compact
 
 
 def _active(lengths, T):

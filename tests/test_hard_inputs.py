@@ -234,17 +234,7 @@ def _packed_saved(cfg):
     return _saved_bytes(fused, x), _saved_bytes(rnn, x)
 
 
-_BIDIR_PACKED_XFAIL = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Known gap: with a PackedSequence each direction of a bidirectional layer keeps its own "
-    "compacted copy of the layer's input (rnnfused/ops.py _setup_context), where nn.RNN keeps one; "
-    "about 1.3x nn.RNN's bytes for 3 bidirectional layers. Padded input shares one copy.",
-)
-PACKED_CFGS = [pytest.param(c, marks=_BIDIR_PACKED_XFAIL) if c.get("bidirectional") else c for c in SAVED_CFGS]
-
-
-@pytest.mark.parametrize("cfg", PACKED_CFGS, ids=SAVED_IDS)
+@pytest.mark.parametrize("cfg", SAVED_CFGS, ids=SAVED_IDS)
 def test_saved_activations_packed_no_larger_than_nn_rnn(cfg):
     ours, theirs = _packed_saved(cfg)
     assert 0 < ours <= theirs, f"FusedRNN saves {ours} bytes, nn.RNN {theirs}"
