@@ -81,10 +81,26 @@ std::array<int64_t, 4> check_args(const Tensor& input, const Tensor& h0, const T
   return {T, B, I, H};
 }
 
-const int64_t* lengths_ptr(const optional<Tensor>& lengths, Tensor& holder) {
-  if (!lengths.has_value()) return nullptr;
-  holder = lengths->contiguous();
-  return holder.data_ptr<int64_t>();
+// The tensors behind RNNCommon's pointers, kept alive while the kernels run.
+struct Common {
+  Tensor lengths, state;
+};
+
+Common fill_common(RNNCommon& c, const Tensor& like, const optional<Tensor>& lengths, int64_t T,
+                   int64_t B, int64_t H, bool relu, bool reverse) {
+  Common keep;
+  if (lengths.has_value()) {
+    keep.lengths = lengths->contiguous();
+    c.lengths = keep.lengths.data_ptr<int64_t>();
+  }
+  keep.state = at::empty({2, B, H}, like.options().dtype(acc_type(like.scalar_type())));
+  c.state = keep.state.data_ptr();
+  c.T = T;
+  c.B = B;
+  c.H = H;
+  c.relu = relu;
+  c.reverse = reverse;
+  return keep;
 }
 
 void run_fwd(const RNNFwdParams& p, const Tensor& like) {
@@ -152,20 +168,12 @@ std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const 
     }
   }
 
-  Tensor lengths_holder;
-  Tensor state = at::empty({2, B, H}, x.options().dtype(acc_type(x.scalar_type())));
   RNNFwdParams p;
+  const Common keep = fill_common(p, x, lengths, T, B, H, relu, reverse);
   p.out = out.data_ptr();
   p.h0 = h0c.data_ptr();
   p.w_hh = whh.data_ptr();
   p.hn = hn.data_ptr();
-  p.lengths = lengths_ptr(lengths, lengths_holder);
-  p.state = state.data_ptr();
-  p.T = T;
-  p.B = B;
-  p.H = H;
-  p.relu = relu;
-  p.reverse = reverse;
   run_fwd(p, x);
   return {out, hn};
 }
@@ -217,9 +225,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
   Tensor dz = at::empty({T, B, H}, opts);
   Tensor dz_first = at::empty({B, H}, opts);
   Tensor grad_h0 = at::empty({B, H}, opts);
-  Tensor state = at::empty({2, B, H}, opts.dtype(acc_type(input.scalar_type())));
-  Tensor lengths_holder;
   RNNBwdParams p;
+  const Common keep = fill_common(p, input, lengths, T, B, H, relu, reverse);
   p.grad_out = go.defined() ? go.data_ptr() : nullptr;
   p.grad_hn = ghn.defined() ? ghn.data_ptr() : nullptr;
   p.out = out.data_ptr();
@@ -227,13 +234,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
   p.dz = dz.data_ptr();
   p.dz_first = dz_first.data_ptr();
   p.grad_h0 = grad_h0.data_ptr();
-  p.lengths = lengths_ptr(lengths, lengths_holder);
-  p.state = state.data_ptr();
-  p.T = T;
-  p.B = B;
-  p.H = H;
-  p.relu = relu;
-  p.reverse = reverse;
   run_bwd(p, input);
 
   // Whole-sequence GEMMs over dz.

@@ -6,6 +6,18 @@
 
 namespace rnnfused {
 
+// What the forward and backward share: sizes, flags, lengths and the workspace.
+struct RNNCommon {
+  const int64_t* lengths = nullptr;  // see RNNFwdParams
+  // Workspace (2, B, H) in the accumulation type (float for float/half/bfloat16, double for
+  // double), allocated by ops.cpp: the running state (forward) or dL/dh (backward), ping-ponged
+  // between steps where a kernel needs that. Contents on entry are undefined.
+  void* state = nullptr;
+  int64_t T = 0, B = 0, H = 0;
+  bool relu = false;
+  bool reverse = false;
+};
+
 // One layer, one direction, whole sequence: the sequential part of the forward pass.
 //
 // All tensors are contiguous, time-major.
@@ -15,24 +27,16 @@ namespace rnnfused {
 //   w_hh    (H, H)     row-major, as nn.RNN stores weight_hh_l{k}.
 //   hn      (B, H)     last state of each item (h at its last active step, h0 if length 0).
 //   lengths (B,)       int64 per-item lengths on the kernel's device, or nullptr (all = T).
-//                      Item b is active at step t iff t < lengths[b]; lengths must lie in
-//                      [0, T] (the CPU raises otherwise; CUDA clamps, as it cannot check
-//                      without a host sync; module.py always passes valid lengths). The forward direction walks
-//                      t = 0..T-1, the reverse direction t = T-1..0 (starting from h0 at
-//                      t = lengths[b]-1).
-struct RNNFwdParams {
+//                      Item b is active at step t iff t < lengths[b]. The forward direction
+//                      walks t = 0..T-1, the reverse direction t = T-1..0 (starting from h0 at
+//                      t = lengths[b]-1). Lengths must lie in [0, T]: the CPU raises otherwise,
+//                      CUDA clamps (it cannot check without a host sync); module.py always
+//                      passes valid lengths.
+struct RNNFwdParams : RNNCommon {
   void* out = nullptr;
   const void* h0 = nullptr;
   const void* w_hh = nullptr;
   void* hn = nullptr;
-  const int64_t* lengths = nullptr;
-  // Workspace (2, B, H) in the accumulation type (float for float/half/bfloat16, double for
-  // double), allocated by ops.cpp: the running state, ping-ponged between steps where a kernel
-  // needs that. Contents on entry are undefined.
-  void* state = nullptr;
-  int64_t T = 0, B = 0, H = 0;
-  bool relu = false;
-  bool reverse = false;
 };
 
 // Backward of the sequential part (BPTT) for one layer, one direction.
@@ -44,7 +48,7 @@ struct RNNFwdParams {
 //   dz_first (B, H)    written: dz at each item's first processed step, the step whose previous
 //                      state is h0 (t = 0 forward, t = lengths[b]-1 reverse; zero if length 0).
 //   grad_h0  (B, H)    written: dL/d h0.
-struct RNNBwdParams {
+struct RNNBwdParams : RNNCommon {
   const void* grad_out = nullptr;
   const void* grad_hn = nullptr;
   const void* out = nullptr;
@@ -52,12 +56,6 @@ struct RNNBwdParams {
   void* dz = nullptr;
   void* dz_first = nullptr;
   void* grad_h0 = nullptr;
-  const int64_t* lengths = nullptr;
-  // Workspace (2, B, H) in the accumulation type, as in RNNFwdParams: the running dL/dh.
-  void* state = nullptr;
-  int64_t T = 0, B = 0, H = 0;
-  bool relu = false;
-  bool reverse = false;
 };
 
 }  // namespace rnnfused
