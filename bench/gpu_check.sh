@@ -24,6 +24,11 @@ export MAX_JOBS=${MAX_JOBS:-16}
 PY=${PYTHON:-python3}
 SANITIZER=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
 
+# GPU_CHECK_STEPS picks steps (default all): any of env build pytest sanitize bench, e.g.
+# GPU_CHECK_STEPS="env build pytest" then GPU_CHECK_STEPS="build sanitize bench", to fit a time limit.
+STEPS=" ${GPU_CHECK_STEPS:-env build pytest sanitize bench} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
+
 SUMMARY=()
 FAILED=0
 step() {  # step NAME CMD...
@@ -43,15 +48,15 @@ step() {  # step NAME CMD...
   fi
 }
 
-step environment bash -c "nvidia-smi; $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"cudnn\", torch.backends.cudnn.version(), \"device\", torch.cuda.get_device_name(0))'; $SANITIZER --version"
+want env && step environment bash -c "nvidia-smi; $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"cudnn\", torch.backends.cudnn.version(), \"device\", torch.cuda.get_device_name(0))'; $SANITIZER --version"
 
-step build "$PY" -m pip install --no-build-isolation --no-deps -v -e .
+want build && step build "$PY" -m pip install --no-build-isolation --no-deps -v -e .
 
-step import "$PY" -c "import rnnfused, torch; assert rnnfused.built_with_cuda(), 'built without CUDA'; print('kernel for B=8,H=256:', rnnfused.cuda_kernel_name(8, 256, torch.float32, False))"
+want build && step import "$PY" -c "import rnnfused, torch; assert rnnfused.built_with_cuda(), 'built without CUDA'; print('kernel for B=8,H=256:', rnnfused.cuda_kernel_name(8, 256, torch.float32, False))"
 
-step pytest "$PY" -m pytest tests -q -rs --maxfail=25  # not -x: one GPU run should show every failure
+want pytest && step pytest "$PY" -m pytest tests -q -rs --maxfail=25  # not -x: one GPU run should show every failure
 
-for k in stepwise persistent; do
+want sanitize && for k in stepwise persistent; do
   # No caching allocator under memcheck, so that out-of-bounds accesses hit allocation edges.
   step "memcheck_$k" env RNNFUSED_KERNEL=$k PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
     "$SANITIZER" --tool memcheck --error-exitcode 99 --leak-check no "$PY" bench/sanitize_case.py
@@ -64,7 +69,9 @@ for k in stepwise persistent; do
     "$SANITIZER" --tool initcheck --error-exitcode 99 "$PY" bench/sanitize_case.py
 done
 
-if [ -f bench/bench_rnn.py ]; then
+if ! want bench; then
+  :
+elif [ -f bench/bench_rnn.py ]; then
   QUICK=()
   if "$PY" bench/bench_rnn.py --help 2>/dev/null | grep -q -- "--quick"; then QUICK=(--quick); fi
   step benchmark "$PY" bench/bench_rnn.py --gpu-report "$LOGDIR/report.md" ${QUICK[@]+"${QUICK[@]}"}
