@@ -73,7 +73,7 @@ class FusedRNN(nn.RNNBase):
             if hx is not None:
                 hx = self.permute_hidden(hx, sorted_indices)
             self.check_input(data, batch_sizes)
-            x, lengths, max_batch_size = _pad_packed(data, batch_sizes)
+            x, lengths, lengths_cpu, max_batch_size = _pad_packed(data, batch_sizes)
             check_ref, check_sizes = data, batch_sizes
         else:
             if input.dim() not in (2, 3):
@@ -111,7 +111,7 @@ class FusedRNN(nn.RNNBase):
         output, h_n = self._run(x, hx, lengths)
 
         if is_packed:
-            packed = PackedSequence(_pack_padded(output, lengths), batch_sizes, sorted_indices, unsorted_indices)
+            packed = PackedSequence(_pack_padded(output, lengths_cpu), batch_sizes, sorted_indices, unsorted_indices)
             return packed, self.permute_hidden(h_n, unsorted_indices)
         if self.batch_first:
             output = output.transpose(0, 1)
@@ -196,18 +196,19 @@ class FusedRNN(nn.RNNBase):
 
 
 @torch.compiler.disable
-def _pad_packed(data: Tensor, batch_sizes: Tensor) -> Tuple[Tensor, Tensor, int]:
+def _pad_packed(data: Tensor, batch_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor, int]:
     """A PackedSequence's data as a time-major padded batch (sorted order, lengths
     non-increasing, on data's device) and its batch size. Shapes depend on batch_sizes' values,
     so torch.compile runs this eagerly (a graph break) rather than failing on fake tensors."""
     x, lengths = torch._VF._pad_packed_sequence(data, batch_sizes, False, 0.0, batch_sizes.size(0))
-    return x, lengths.to(device=data.device), int(batch_sizes[0])
+    # lengths on data's device for the kernels, and on the CPU for packing back (no device sync)
+    return x, lengths.to(device=data.device), lengths, int(batch_sizes[0])
 
 
 @torch.compiler.disable
-def _pack_padded(output: Tensor, lengths: Tensor) -> Tensor:
+def _pack_padded(output: Tensor, lengths_cpu: Tensor) -> Tensor:
     """The inverse of _pad_packed: a padded time-major output back to packed data."""
-    data_out, _ = torch._VF._pack_padded_sequence(output, lengths.cpu(), False)
+    data_out, _ = torch._VF._pack_padded_sequence(output, lengths_cpu, False)
     return data_out
 
 
