@@ -710,6 +710,20 @@ void launch_persistent(Args<T> a, const Plan& pl, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// The kernel arguments both passes fill alike, from rnn.h's RNNCommon.
+template <typename T>
+Args<T> common_args(const RNNCommon& p) {
+  Args<T> a;
+  a.lengths = p.lengths;
+  a.state = static_cast<acc_t<T>*>(p.state);
+  a.steps = p.T;
+  a.B = p.B;
+  a.H = p.H;
+  a.relu = p.relu;
+  a.reverse = p.reverse;
+  return a;
+}
+
 template <typename T>
 void fwd_impl(const RNNFwdParams& p, cudaStream_t stream) {
   if (p.B == 0 || p.H == 0) return;
@@ -717,15 +731,11 @@ void fwd_impl(const RNNFwdParams& p, cudaStream_t stream) {
     C10_CUDA_CHECK(cudaMemcpyAsync(p.hn, p.h0, sizeof(T) * p.B * p.H, cudaMemcpyDeviceToDevice, stream));
     return;
   }
-  Args<T> a;
+  Args<T> a = common_args<T>(p);
   a.out = static_cast<T*>(p.out);
   a.w = static_cast<const T*>(p.w_hh);
   a.vec0 = static_cast<const T*>(p.h0);
   a.last = static_cast<T*>(p.hn);
-  a.lengths = p.lengths;
-  a.state = static_cast<acc_t<T>*>(p.state);
-  a.steps = p.T; a.B = p.B; a.H = p.H;
-  a.relu = p.relu; a.reverse = p.reverse;
   Plan pl;
   if (choose_persistent<T, false>(p.B, p.H, &pl)) launch_persistent<T, false>(a, pl, stream);
   else launch_stepwise<T, false>(a, stream);
@@ -741,7 +751,7 @@ void bwd_impl(const RNNBwdParams& p, cudaStream_t stream) {
     C10_CUDA_CHECK(cudaMemsetAsync(p.dz_first, 0, bytes, stream));
     return;
   }
-  Args<T> a;
+  Args<T> a = common_args<T>(p);
   a.out = const_cast<T*>(static_cast<const T*>(p.out));  // read only in the backward kernels
   a.w = static_cast<const T*>(p.w_hh);
   a.vec0 = static_cast<const T*>(p.grad_hn);
@@ -749,10 +759,6 @@ void bwd_impl(const RNNBwdParams& p, cudaStream_t stream) {
   a.dz = static_cast<T*>(p.dz);
   a.dz_first = static_cast<T*>(p.dz_first);
   a.last = static_cast<T*>(p.grad_h0);
-  a.lengths = p.lengths;
-  a.state = static_cast<acc_t<T>*>(p.state);
-  a.steps = p.T; a.B = p.B; a.H = p.H;
-  a.relu = p.relu; a.reverse = p.reverse;
   Plan pl;
   if (choose_persistent<T, true>(p.B, p.H, &pl)) launch_persistent<T, true>(a, pl, stream);
   else launch_stepwise<T, true>(a, stream);
