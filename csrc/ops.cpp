@@ -34,6 +34,11 @@ bool is_half_type(c10::ScalarType t) { return t == at::kHalf || t == at::kBFloat
 
 c10::ScalarType acc_type(c10::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
+// The CPU kernels compute half types in float: an optional tensor, converted.
+optional<Tensor> to_float(const optional<Tensor>& t) {
+  return t.has_value() ? optional<Tensor>(t->to(at::kFloat)) : std::nullopt;
+}
+
 void check_same(const Tensor& t, const Tensor& ref, const char* name) {
   TORCH_CHECK(t.device() == ref.device(), "rnnfused: ", name, " is on ", t.device(),
               " but input is on ", ref.device());
@@ -136,11 +141,8 @@ std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const 
 
   if (input.is_cpu() && is_half_type(input.scalar_type())) {
     // The CPU kernels run in float; half types are stored, not computed, in low precision.
-    auto f = [](const optional<Tensor>& t) -> optional<Tensor> {
-      return t.has_value() ? optional<Tensor>(t->to(at::kFloat)) : std::nullopt;
-    };
     auto [out, hn] = rnn_fwd(input.to(at::kFloat), h0.to(at::kFloat), w_ih.to(at::kFloat),
-                             w_hh.to(at::kFloat), f(b_ih), f(b_hh), lengths, relu, reverse);
+                             w_hh.to(at::kFloat), to_float(b_ih), to_float(b_hh), lengths, relu, reverse);
     return {out.to(input.scalar_type()), hn.to(input.scalar_type())};
   }
 
@@ -199,11 +201,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
   }
 
   if (input.is_cpu() && is_half_type(input.scalar_type())) {
-    auto f = [](const optional<Tensor>& t) -> optional<Tensor> {
-      return t.has_value() ? optional<Tensor>(t->to(at::kFloat)) : std::nullopt;
-    };
     const auto dt = input.scalar_type();
-    auto r = rnn_bwd(f(grad_output), f(grad_hn), input.to(at::kFloat), h0.to(at::kFloat),
+    auto r = rnn_bwd(to_float(grad_output), to_float(grad_hn), input.to(at::kFloat), h0.to(at::kFloat),
                      w_ih.to(at::kFloat), w_hh.to(at::kFloat), output.to(at::kFloat), lengths,
                      relu, reverse, output_mask);
     return {std::get<0>(r).to(dt), std::get<1>(r).to(dt), std::get<2>(r).to(dt),
