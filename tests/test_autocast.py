@@ -180,17 +180,21 @@ def test_packed_sequence_under_autocast():
     assert (h2.double() - h_ref).abs().max() <= 2 * (h1.double() - h_ref).abs().max()
 
 
-def test_compiled_under_autocast_equals_eager_autocast():
+def _check_compiled_equals_eager_under_autocast(device, dtype, **compile_kwargs):
     torch._dynamo.reset()
-    rnn, fused = _pair(num_layers=2)
-    x, hx = _inputs(rnn)
-    compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
-    eager = _run(fused, x, hx, autocast=("cpu", torch.bfloat16))
-    got = _run(compiled, x, hx, autocast=("cpu", torch.bfloat16))
+    rnn, fused = _pair(device=device, num_layers=2)
+    x, hx = _inputs(rnn, device=device)
+    compiled = torch.compile(fused, fullgraph=True, **compile_kwargs)
+    eager = _run(fused, x, hx, autocast=(device, dtype))
+    got = _run(compiled, x, hx, autocast=(device, dtype))
     for a, b in zip(got, eager):
         assert a.dtype == b.dtype
         torch.testing.assert_close(a, b)
     torch._dynamo.reset()
+
+
+def test_compiled_under_autocast_equals_eager_autocast():
+    _check_compiled_equals_eager_under_autocast("cpu", torch.bfloat16, backend="aot_eager")
 
 
 def test_backward_inside_autocast_region_like_nn_rnn():
@@ -234,13 +238,4 @@ def test_cuda_autocast_dtype_and_accuracy(kw, dtype):
 
 @requires_cuda
 def test_cuda_compiled_under_autocast_equals_eager_autocast():
-    torch._dynamo.reset()
-    rnn, fused = _pair(device="cuda", num_layers=2)
-    x, hx = _inputs(rnn, device="cuda")
-    compiled = torch.compile(fused, fullgraph=True)
-    eager = _run(fused, x, hx, autocast=("cuda", torch.float16))
-    got = _run(compiled, x, hx, autocast=("cuda", torch.float16))
-    for a, b in zip(got, eager):
-        assert a.dtype == b.dtype
-        torch.testing.assert_close(a, b)
-    torch._dynamo.reset()
+    _check_compiled_equals_eager_under_autocast("cuda", torch.float16)
