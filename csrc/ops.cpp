@@ -17,10 +17,21 @@
 #include "cpu/rnn_cpu.h"
 #include "rnn.h"
 
+// Build variants of this one file:
+//  - the extension rnnfused._C: ops in namespace `rnnfused`, CPU kernels, and the CUDA kernels
+//    where built with CUDA (RNNFUSED_WITH_CUDA);
+//  - the test-only emulation build (RNNFUSED_EMULATE, see docs/emulator.md): ops in the namespace
+//    RNNFUSED_OPS_NAMESPACE (rnnfused_emu), and CPU tensors take the CUDA path, whose kernels then
+//    run under the SIMT emulator on the host.
+#ifndef RNNFUSED_OPS_NAMESPACE
+#define RNNFUSED_OPS_NAMESPACE rnnfused
+#endif
+
 #ifdef RNNFUSED_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-
+#endif
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
 #include "cuda/rnn_cuda.h"
 #endif
 
@@ -29,6 +40,25 @@ namespace {
 
 using at::Tensor;
 using std::optional;
+
+// Whether a tensor's recurrence runs in the CUDA kernels: CUDA tensors, or, in the emulation
+// build, every tensor (CPU tensors, whose "device" is the emulator). The one place that decides.
+bool on_cuda_path(const Tensor& t) {
+#ifdef RNNFUSED_EMULATE
+  return t.is_cpu();
+#else
+  return t.is_cuda();
+#endif
+}
+
+// The CUDA stream the kernels are enqueued on (the current one); none under the emulator.
+void* cuda_stream(const Tensor& t) {
+#ifdef RNNFUSED_WITH_CUDA
+  if (t.is_cuda()) return at::cuda::getCurrentCUDAStream(t.device().index()).stream();
+#endif
+  (void)t;
+  return nullptr;
+}
 
 bool is_half_type(c10::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
 
@@ -109,9 +139,9 @@ Common fill_common(RNNCommon& c, const Tensor& like, const optional<Tensor>& len
 }
 
 void run_fwd(const RNNFwdParams& p, const Tensor& like) {
-#ifdef RNNFUSED_WITH_CUDA
-  if (like.is_cuda()) {
-    rnn_fwd_cuda(p, like.scalar_type(), at::cuda::getCurrentCUDAStream().stream());
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
+  if (on_cuda_path(like)) {
+    rnn_fwd_cuda(p, like.scalar_type(), cuda_stream(like));
     return;
   }
 #endif
@@ -119,9 +149,9 @@ void run_fwd(const RNNFwdParams& p, const Tensor& like) {
 }
 
 void run_bwd(const RNNBwdParams& p, const Tensor& like) {
-#ifdef RNNFUSED_WITH_CUDA
-  if (like.is_cuda()) {
-    rnn_bwd_cuda(p, like.scalar_type(), at::cuda::getCurrentCUDAStream().stream());
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
+  if (on_cuda_path(like)) {
+    rnn_bwd_cuda(p, like.scalar_type(), cuda_stream(like));
     return;
   }
 #endif
@@ -139,7 +169,7 @@ std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const 
   if (b_ih.has_value()) { check_same(*b_ih, input, "b_ih"); check_shape(*b_ih, {H}, "b_ih"); }
   if (b_hh.has_value()) { check_same(*b_hh, input, "b_hh"); check_shape(*b_hh, {H}, "b_hh"); }
 
-  if (input.is_cpu() && is_half_type(input.scalar_type())) {
+  if (!on_cuda_path(input) && is_half_type(input.scalar_type())) {
     // The CPU kernels run in float; half types are stored, not computed, in low precision.
     auto [out, hn] = rnn_fwd(input.to(at::kFloat), h0.to(at::kFloat), w_ih.to(at::kFloat),
                              w_hh.to(at::kFloat), to_float(b_ih), to_float(b_hh), lengths, relu, reverse);
@@ -200,7 +230,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
     check_shape(*grad_hn, {B, H}, "grad_hn");
   }
 
-  if (input.is_cpu() && is_half_type(input.scalar_type())) {
+  if (!on_cuda_path(input) && is_half_type(input.scalar_type())) {
     const auto dt = input.scalar_type();
     auto r = rnn_bwd(to_float(grad_output), to_float(grad_hn), input.to(at::kFloat), h0.to(at::kFloat),
                      w_ih.to(at::kFloat), w_hh.to(at::kFloat), output.to(at::kFloat), lengths,
@@ -268,7 +298,11 @@ bool built_with_cuda() {
 
 }  // namespace
 
-TORCH_LIBRARY(rnnfused, m) {
+// TORCH_LIBRARY pastes its namespace argument: one more expansion step so the macro is expanded.
+#define RNNFUSED_LIBRARY(ns, m) TORCH_LIBRARY(ns, m)
+#define RNNFUSED_LIBRARY_IMPL(ns, k, m) TORCH_LIBRARY_IMPL(ns, k, m)
+
+RNNFUSED_LIBRARY(RNNFUSED_OPS_NAMESPACE, m) {
   m.def(
       "rnn_fwd(Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "Tensor? lengths, bool relu, bool reverse) -> (Tensor, Tensor)");
@@ -278,13 +312,13 @@ TORCH_LIBRARY(rnnfused, m) {
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(rnnfused, CPU, m) {
+RNNFUSED_LIBRARY_IMPL(RNNFUSED_OPS_NAMESPACE, CPU, m) {
   m.impl("rnn_fwd", &rnn_fwd);
   m.impl("rnn_bwd", &rnn_bwd);
 }
 
 #ifdef RNNFUSED_WITH_CUDA
-TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) {
+RNNFUSED_LIBRARY_IMPL(RNNFUSED_OPS_NAMESPACE, CUDA, m) {
   m.impl("rnn_fwd", &rnn_fwd);
   m.impl("rnn_bwd", &rnn_bwd);
 }
@@ -300,7 +334,7 @@ PyObject* py_built_with_cuda(PyObject*, PyObject*) {
   return PyBool_FromLong(rnnfused::built_with_cuda() ? 1 : 0);
 }
 
-#ifdef RNNFUSED_WITH_CUDA
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
 PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
   long long B = 0, H = 0;
   const char* dtype = nullptr;
@@ -323,14 +357,23 @@ PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
 PyMethodDef methods[] = {
     {"built_with_cuda", py_built_with_cuda, METH_NOARGS,
      "True if this build has the CUDA kernels."},
-#ifdef RNNFUSED_WITH_CUDA
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
     {"cuda_kernel_name", py_cuda_kernel_name, METH_VARARGS,
      "cuda_kernel_name(B, H, dtype: str, backward: bool) -> the kernel the CUDA launcher picks."},
 #endif
     {nullptr, nullptr, 0, nullptr}};
 
-PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "rnnfused C++/CUDA ops", -1, methods};
+#ifndef TORCH_EXTENSION_NAME  // set by torch.utils.cpp_extension: the module's own name
+#define TORCH_EXTENSION_NAME _C
+#endif
+#define RNNFUSED_STR2(x) #x
+#define RNNFUSED_STR(x) RNNFUSED_STR2(x)
+#define RNNFUSED_CAT2(a, b) a##b
+#define RNNFUSED_CAT(a, b) RNNFUSED_CAT2(a, b)
+
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT, RNNFUSED_STR(TORCH_EXTENSION_NAME),
+                          "rnnfused C++/CUDA ops", -1, methods};
 
 }  // namespace
 
-PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module_def); }
+PyMODINIT_FUNC RNNFUSED_CAT(PyInit_, TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&module_def); }

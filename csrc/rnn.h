@@ -58,4 +58,40 @@ struct RNNBwdParams : RNNCommon {
   void* grad_h0 = nullptr;
 };
 
+// One time step of one layer-direction, input and recurrent products fused (FusedRNNCell, and
+// FusedRNN where stepping beats the hoisted input GEMM):
+//   h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)
+// All tensors contiguous, row-major, in the storage dtype.
+//   x (B, I), h (B, H), w_ih (H, I), w_hh (H, H) as nn.RNNCell stores them, b_ih / b_hh (H,) or
+//   nullptr, h_new (B, H): written; never aliases x or h.
+struct RNNCellParams {
+  const void* x = nullptr;
+  const void* h = nullptr;
+  const void* w_ih = nullptr;
+  const void* w_hh = nullptr;
+  const void* b_ih = nullptr;
+  const void* b_hh = nullptr;
+  void* h_new = nullptr;
+  int64_t B = 0, I = 0, H = 0;
+  bool relu = false;
+};
+
+// Backward of one cell step, the sequential part fused: with g = dL/dh_new,
+//   dz = g ⊙ act'(h_new)   (act' from the output: tanh → 1 - h², relu → h > 0)
+//   grad_x = dz W_ih,  grad_h = dz W_hh
+// The weight and bias gradients (dzᵀ x, dzᵀ h, Σ dz) are GEMMs over dz, done by the caller.
+//   grad_h_new (B, H), h_new (B, H), w_ih (H, I), w_hh (H, H): read.
+//   dz (B, H): written. grad_x (B, I), grad_h (B, H): written, or nullptr when not wanted.
+struct RNNCellBwdParams {
+  const void* grad_h_new = nullptr;
+  const void* h_new = nullptr;
+  const void* w_ih = nullptr;
+  const void* w_hh = nullptr;
+  void* dz = nullptr;
+  void* grad_x = nullptr;
+  void* grad_h = nullptr;
+  int64_t B = 0, I = 0, H = 0;
+  bool relu = false;
+};
+
 }  // namespace rnnfused

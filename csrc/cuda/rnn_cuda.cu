@@ -27,7 +27,8 @@ KernelMode kernel_mode() {
 
 using namespace cuda_detail;
 
-void rnn_fwd_cuda(const RNNFwdParams& p, c10::ScalarType dtype, cudaStream_t stream) {
+void rnn_fwd_cuda(const RNNFwdParams& p, c10::ScalarType dtype, void* stream_) {
+  const auto stream = static_cast<cudaStream_t>(stream_);
   switch (dtype) {
     case c10::ScalarType::Float: return fwd_impl<float>(p, stream);
     case c10::ScalarType::Double: return fwd_impl<double>(p, stream);
@@ -37,7 +38,8 @@ void rnn_fwd_cuda(const RNNFwdParams& p, c10::ScalarType dtype, cudaStream_t str
   }
 }
 
-void rnn_bwd_cuda(const RNNBwdParams& p, c10::ScalarType dtype, cudaStream_t stream) {
+void rnn_bwd_cuda(const RNNBwdParams& p, c10::ScalarType dtype, void* stream_) {
+  const auto stream = static_cast<cudaStream_t>(stream_);
   switch (dtype) {
     case c10::ScalarType::Float: return bwd_impl<float>(p, stream);
     case c10::ScalarType::Double: return bwd_impl<double>(p, stream);
