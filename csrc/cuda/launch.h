@@ -1,8 +1,6 @@
 // rnnfused: declarations shared by the CUDA dispatch file (rnn_cuda.cu) and the per-dtype
 // instantiation files (rnn_f32.cu, rnn_f64.cu, rnn_f16.cu, rnn_bf16.cu). Host-only, light.
 #pragma once
-#include <cuda_runtime_api.h>
-
 #include <cstdint>
 
 #include "../rnn.h"
@@ -15,12 +13,17 @@ namespace cuda_detail {
 enum class KernelMode { kAuto, kStepwise, kPersistent };
 KernelMode kernel_mode();
 
-// Implemented once per storage type T (float, double, __half, __nv_bfloat16) in kernels.cuh and
-// instantiated in the rnn_<dtype>.cu files.
+// Implemented once per storage type T (float, double, __half, __nv_bfloat16) in host.cuh and
+// instantiated in the rnn_<dtype>.cu files (host.cuh).
+// `stream`: a cudaStream_t (nullptr under the emulator).
 template <typename T>
-void fwd_impl(const RNNFwdParams& p, cudaStream_t stream);
+void fwd_impl(const RNNFwdParams& p, void* stream);
 template <typename T>
-void bwd_impl(const RNNBwdParams& p, cudaStream_t stream);
+void bwd_impl(const RNNBwdParams& p, void* stream);
+template <typename T>
+void cell_fwd_impl(const RNNCellParams& p, void* stream);
+template <typename T>
+void cell_bwd_impl(const RNNCellBwdParams& p, void* stream);
 // "stepwise" or "persistent"; raises (c10::Error) where RNNFUSED_KERNEL=persistent is forced on
 // a size the persistent kernel cannot run, with the reason.
 template <typename T>

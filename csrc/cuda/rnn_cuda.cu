@@ -1,14 +1,14 @@
 // rnnfused: CUDA entry points (declared in rnn_cuda.h). Reads RNNFUSED_KERNEL and dispatches on
 // the storage dtype to the per-dtype instantiations (rnn_f32.cu, rnn_f64.cu, rnn_f16.cu,
-// rnn_bf16.cu). The kernels, the launch plans and the heuristic live in kernels.cuh.
+// rnn_bf16.cu). The launch plans are in plan.h, the heuristic and launchers in host.cuh, the
+// kernels in device/.
 #include <c10/util/Exception.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 #include <cstdlib>
 #include <cstring>
 
 #include "launch.h"
+#include "portable.cuh"
 #include "rnn_cuda.h"
 
 namespace rnnfused {
@@ -27,36 +27,34 @@ KernelMode kernel_mode() {
 
 using namespace cuda_detail;
 
-void rnn_fwd_cuda(const RNNFwdParams& p, c10::ScalarType dtype, void* stream_) {
-  const auto stream = static_cast<cudaStream_t>(stream_);
-  switch (dtype) {
-    case c10::ScalarType::Float: return fwd_impl<float>(p, stream);
-    case c10::ScalarType::Double: return fwd_impl<double>(p, stream);
-    case c10::ScalarType::Half: return fwd_impl<__half>(p, stream);
-    case c10::ScalarType::BFloat16: return fwd_impl<__nv_bfloat16>(p, stream);
-    default: TORCH_CHECK(false, "rnnfused: rnn_fwd_cuda: unsupported dtype ", dtype);
+// The four storage types, one switch for every entry point.
+#define RNNFUSED_DTYPE_SWITCH(dtype, name, IMPL, ...)                                      \
+  switch (dtype) {                                                                        \
+    case c10::ScalarType::Float: return IMPL<float>(__VA_ARGS__);                         \
+    case c10::ScalarType::Double: return IMPL<double>(__VA_ARGS__);                       \
+    case c10::ScalarType::Half: return IMPL<__half>(__VA_ARGS__);                         \
+    case c10::ScalarType::BFloat16: return IMPL<__nv_bfloat16>(__VA_ARGS__);              \
+    default: TORCH_CHECK(false, "rnnfused: " name ": unsupported dtype ", dtype);         \
   }
+
+void rnn_fwd_cuda(const RNNFwdParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_fwd_cuda", fwd_impl, p, stream)
 }
 
-void rnn_bwd_cuda(const RNNBwdParams& p, c10::ScalarType dtype, void* stream_) {
-  const auto stream = static_cast<cudaStream_t>(stream_);
-  switch (dtype) {
-    case c10::ScalarType::Float: return bwd_impl<float>(p, stream);
-    case c10::ScalarType::Double: return bwd_impl<double>(p, stream);
-    case c10::ScalarType::Half: return bwd_impl<__half>(p, stream);
-    case c10::ScalarType::BFloat16: return bwd_impl<__nv_bfloat16>(p, stream);
-    default: TORCH_CHECK(false, "rnnfused: rnn_bwd_cuda: unsupported dtype ", dtype);
-  }
+void rnn_bwd_cuda(const RNNBwdParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_bwd_cuda", bwd_impl, p, stream)
+}
+
+void rnn_cell_fwd_cuda(const RNNCellParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_cell_fwd_cuda", cell_fwd_impl, p, stream)
+}
+
+void rnn_cell_bwd_cuda(const RNNCellBwdParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_cell_bwd_cuda", cell_bwd_impl, p, stream)
 }
 
 const char* rnn_cuda_kernel_name(int64_t B, int64_t H, c10::ScalarType dtype, bool backward) {
-  switch (dtype) {
-    case c10::ScalarType::Float: return kernel_name_impl<float>(B, H, backward);
-    case c10::ScalarType::Double: return kernel_name_impl<double>(B, H, backward);
-    case c10::ScalarType::Half: return kernel_name_impl<__half>(B, H, backward);
-    case c10::ScalarType::BFloat16: return kernel_name_impl<__nv_bfloat16>(B, H, backward);
-    default: TORCH_CHECK(false, "rnnfused: rnn_cuda_kernel_name: unsupported dtype ", dtype);
-  }
+  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_cuda_kernel_name", kernel_name_impl, B, H, backward)
 }
 
 }  // namespace rnnfused

@@ -14,6 +14,10 @@ namespace rnnfused {
 // p.state is in the accumulation type: float, or double for kDouble).
 void rnn_fwd_cuda(const RNNFwdParams& p, c10::ScalarType dtype, void* stream);
 void rnn_bwd_cuda(const RNNBwdParams& p, c10::ScalarType dtype, void* stream);
+// One fused cell step and the sequential part of its backward (rnn.h: RNNCellParams,
+// RNNCellBwdParams), on `stream`.
+void rnn_cell_fwd_cuda(const RNNCellParams& p, c10::ScalarType dtype, void* stream);
+void rnn_cell_bwd_cuda(const RNNCellBwdParams& p, c10::ScalarType dtype, void* stream);
 
 // The kernel the launcher would use for these sizes now ("stepwise" or "persistent"),
 // honouring RNNFUSED_KERNEL. For tests and the benchmark.

@@ -1,6 +1,6 @@
-// rnnfused: the CUDA recurrence instantiated for storage type float (see kernels.cuh). One file per
+// rnnfused: the CUDA recurrence instantiated for storage type float (see host.cuh). One file per
 // dtype so that the kernels compile in parallel.
-#include "kernels.cuh"
+#include "host.cuh"
 
 namespace rnnfused {
 namespace cuda_detail {

@@ -1,0 +1,270 @@
+// rnnfused: the host side of the CUDA recurrence — the heuristic that picks a kernel, the plan
+// caches, and the launchers. Included once per storage type by rnn_f32.cu / rnn_f64.cu /
+// rnn_f16.cu / rnn_bf16.cu (one instantiation each, so builds run in parallel).
+//
+// Kernels (device/*.cuh, device code only):
+//  1. step_kernel<T, BWD, Cfg> (device/step.cuh): one launch per step; a tiled (batch x H) GEMM
+//     over K = H with the whole step fused into it. Any B, any H: the general fallback.
+//  2. persist_kernel<T, BWD> (device/persist.cuh): one launch for all T steps, W_hh resident in
+//     shared memory, groups of G CTAs meeting at one barrier per step where G > 1 (cooperative
+//     launch). Plans: plan.h, pure functions of the device's properties.
+//  3. cell_fwd_kernel<T> / cell_bwd_kernel<T> (device/cell.cuh): one step with the input product
+//     fused in (FusedRNNCell), forward and the sequential part of the backward.
+// The heuristic: persistent wherever it has a plan, stepwise otherwise; RNNFUSED_KERNEL forces one.
+//
+// Runtime calls go through namespace rt: runtime_cuda.cuh on a GPU, csrc/emu/runtime_emu.h under
+// the SIMT emulator (RNNFUSED_EMULATE), so this file runs unchanged in both.
+#pragma once
+
+#include <c10/util/Exception.h>
+
+#include <climits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "../rnn.h"
+#include "device/cell.cuh"
+#include "device/persist.cuh"
+#include "device/step.cuh"
+#include "launch.h"
+#include "plan.h"
+#ifdef RNNFUSED_EMULATE
+#include "../emu/runtime_emu.h"
+#else
+#include "runtime_cuda.cuh"
+#endif
+
+namespace rnnfused {
+namespace cuda_detail {
+
+static_assert(kKChunk == kPersistKChunk, "plan.h and device/persist.cuh must agree on the k chunk");
+
+// ------------------------------------------------------------------------------------------------
+// Plans and the heuristic.
+
+template <typename T, bool BWD>
+PersistPlan persistent_plan(int64_t B, int64_t H) {
+  constexpr int NT = PersistThreads<acc_t<T>>::value;
+  const int dev = rt::current_device();
+  const DeviceProps d = rt::device_props(dev);
+  static std::mutex mu;
+  static std::map<std::tuple<int, int64_t, int64_t>, PersistPlan> cache;
+  const auto key = std::make_tuple(d.id, B, H);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  const KernelAttrs k = rt::kernel_attrs(persist_kernel<T, BWD>, NT, 1, dev);
+  PersistPlan pl = plan_persistent(B, H, sizeof(T), sizeof(acc_t<T>), NT, d, k);
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() > 4096) cache.clear();
+  cache.emplace(key, pl);
+  return pl;
+}
+
+// The heuristic, in one place: persistent wherever it has a plan, stepwise otherwise; the
+// environment variable RNNFUSED_KERNEL forces one (persistent forced where impossible raises).
+template <typename T, bool BWD>
+bool choose_persistent(int64_t B, int64_t H, PersistPlan* plan_out) {
+  const KernelMode mode = kernel_mode();
+  if (mode == KernelMode::kStepwise) return false;
+  PersistPlan pl = persistent_plan<T, BWD>(B, H);
+  if (mode == KernelMode::kPersistent) {
+    TORCH_CHECK(pl.ok, "rnnfused: RNNFUSED_KERNEL=persistent, but the persistent ",
+                BWD ? "backward" : "forward", " kernel cannot run batch ", B, ", hidden_size ", H,
+                " on this device: ", pl.why, ". Unset RNNFUSED_KERNEL (or set it to auto or "
+                "stepwise) to use the stepwise kernel.");
+  }
+  if (plan_out) *plan_out = pl;
+  return pl.ok;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Launchers.
+
+template <typename T, bool BWD>
+void launch_stepwise(Args<T> a, rt::Stream stream) {
+  const bool large = a.B > 32;
+  const int64_t gx = ceil_div(a.B, large ? StepLarge::BM : StepSmall::BM);
+  const int64_t gy = ceil_div(a.H, large ? StepLarge::BN : StepSmall::BN);
+  TORCH_CHECK(gy <= 65535 && gx <= INT32_MAX, "rnnfused: sizes too large for the stepwise grid");
+  rt::LaunchSpec spec;
+  spec.grid = dim3((unsigned)gx, (unsigned)gy);
+  spec.block = dim3(StepSmall::NT);
+  spec.stream = stream;
+  spec.name = BWD ? "step_kernel (backward)" : "step_kernel (forward)";
+  for (int64_t s = 0; s < a.steps; ++s) {
+    a.s = s;
+    if (large) rt::launch(step_kernel<T, BWD, StepLarge>, spec, a);
+    else rt::launch(step_kernel<T, BWD, StepSmall>, spec, a);
+  }
+}
+
+template <typename T, bool BWD>
+void launch_persistent(Args<T> a, const PersistPlan& pl, rt::Stream stream) {
+  a.G = pl.G; a.R = pl.R; a.BBg = pl.BBg; a.BC = pl.BC; a.Hp = pl.Hp;
+  std::unique_ptr<rt::Scratch> counters;
+  if (pl.G > 1) {
+    // One counter per batch group, zeroed on the stream (capturable); on a GPU freed back to the
+    // caching allocator after the launch is enqueued, stream-ordered on the current stream.
+    counters = std::make_unique<rt::Scratch>(sizeof(unsigned) * pl.NBg);
+    rt::memset_async(counters->get(), 0, sizeof(unsigned) * pl.NBg, stream);
+    a.counters = static_cast<unsigned*>(counters->get());
+  }
+  auto kernel = persist_kernel<T, BWD>;
+  rt::allow_dynamic_smem(kernel, pl.smem, rt::current_device());
+  rt::LaunchSpec spec;
+  spec.grid = dim3((unsigned)(pl.G * pl.NBg));
+  spec.block = dim3(pl.threads);
+  spec.smem = (size_t)pl.smem;
+  spec.stream = stream;
+  spec.cooperative = pl.G > 1;
+  spec.max_coresident = pl.max_coresident_ctas;
+  spec.name = BWD ? "persist_kernel (backward)" : "persist_kernel (forward)";
+  rt::launch(kernel, spec, a);
+}
+
+// The kernel arguments both passes fill alike, from rnn.h's RNNCommon.
+template <typename T>
+Args<T> common_args(const RNNCommon& p) {
+  Args<T> a;
+  a.lengths = p.lengths;
+  a.state = static_cast<acc_t<T>*>(p.state);
+  a.steps = p.T;
+  a.B = p.B;
+  a.H = p.H;
+  a.relu = p.relu;
+  a.reverse = p.reverse;
+  return a;
+}
+
+template <typename T>
+void fwd_impl(const RNNFwdParams& p, void* stream_) {
+  const auto stream = static_cast<rt::Stream>(stream_);
+  if (p.B == 0 || p.H == 0) return;
+  const size_t bytes = sizeof(T) * p.B * p.H;
+  if (p.T == 0) {  // h_n = h0
+    rt::memcpy_async(p.hn, p.h0, bytes, stream);
+    return;
+  }
+  // Contents undefined on entry: every element must be written before it is read.
+  rt::poison(p.state, 2 * sizeof(acc_t<T>) * p.B * p.H, stream);
+  rt::poison(p.hn, bytes, stream);
+  Args<T> a = common_args<T>(p);
+  a.out = static_cast<T*>(p.out);
+  a.w = static_cast<const T*>(p.w_hh);
+  a.vec0 = static_cast<const T*>(p.h0);
+  a.last = static_cast<T*>(p.hn);
+  PersistPlan pl;
+  if (choose_persistent<T, false>(p.B, p.H, &pl)) launch_persistent<T, false>(a, pl, stream);
+  else launch_stepwise<T, false>(a, stream);
+}
+
+template <typename T>
+void bwd_impl(const RNNBwdParams& p, void* stream_) {
+  const auto stream = static_cast<rt::Stream>(stream_);
+  if (p.B == 0 || p.H == 0) return;
+  const size_t bytes = sizeof(T) * p.B * p.H;
+  if (p.T == 0) {  // grad_h0 = grad_hn (or 0), dz_first = 0
+    if (p.grad_hn) rt::memcpy_async(p.grad_h0, p.grad_hn, bytes, stream);
+    else rt::memset_async(p.grad_h0, 0, bytes, stream);
+    rt::memset_async(p.dz_first, 0, bytes, stream);
+    return;
+  }
+  rt::poison(p.state, 2 * sizeof(acc_t<T>) * p.B * p.H, stream);
+  rt::poison(p.dz, bytes * p.T, stream);
+  rt::poison(p.grad_h0, bytes, stream);
+  rt::poison(p.dz_first, bytes, stream);
+  Args<T> a = common_args<T>(p);
+  a.out = const_cast<T*>(static_cast<const T*>(p.out));  // read only in the backward kernels
+  a.w = static_cast<const T*>(p.w_hh);
+  a.vec0 = static_cast<const T*>(p.grad_hn);
+  a.gout = static_cast<const T*>(p.grad_out);
+  a.dz = static_cast<T*>(p.dz);
+  a.dz_first = static_cast<T*>(p.dz_first);
+  a.last = static_cast<T*>(p.grad_h0);
+  PersistPlan pl;
+  if (choose_persistent<T, true>(p.B, p.H, &pl)) launch_persistent<T, true>(a, pl, stream);
+  else launch_stepwise<T, true>(a, stream);
+}
+
+// One cell step (rnn.h: RNNCellParams / RNNCellBwdParams).
+template <typename T>
+CellArgs<T> cell_args(int64_t B, int64_t I, int64_t H, const void* w_ih, const void* w_hh, bool relu) {
+  CellArgs<T> a;
+  a.B = B;
+  a.I = I;
+  a.H = H;
+  a.w_ih = static_cast<const T*>(w_ih);
+  a.w_hh = static_cast<const T*>(w_hh);
+  a.relu = relu;
+  return a;
+}
+
+template <typename T>
+void cell_fwd_impl(const RNNCellParams& p, void* stream) {
+  if (p.B == 0 || p.H == 0) return;
+  CellArgs<T> a = cell_args<T>(p.B, p.I, p.H, p.w_ih, p.w_hh, p.relu);
+  a.x = static_cast<const T*>(p.x);
+  a.h = static_cast<const T*>(p.h);
+  a.b_ih = static_cast<const T*>(p.b_ih);
+  a.b_hh = static_cast<const T*>(p.b_hh);
+  a.h_new = static_cast<T*>(p.h_new);
+  rt::poison(p.h_new, sizeof(T) * p.B * p.H, static_cast<rt::Stream>(stream));
+  const int64_t blocks = ceil_div(p.H, kCellThreads / 32);
+  TORCH_CHECK(blocks <= INT32_MAX, "rnnfused: hidden_size too large for the cell kernel");
+  rt::LaunchSpec spec;
+  spec.grid = dim3((unsigned)blocks);
+  spec.block = dim3(kCellThreads);
+  spec.stream = static_cast<rt::Stream>(stream);
+  spec.name = "cell_fwd_kernel";
+  rt::launch(cell_fwd_kernel<T>, spec, a);
+}
+
+template <typename T>
+void cell_bwd_impl(const RNNCellBwdParams& p, void* stream) {
+  if (p.B == 0 || p.H == 0) {
+    if (p.grad_x && p.B * p.I > 0) rt::memset_async(p.grad_x, 0, sizeof(T) * p.B * p.I, static_cast<rt::Stream>(stream));
+    return;
+  }
+  CellArgs<T> a = cell_args<T>(p.B, p.I, p.H, p.w_ih, p.w_hh, p.relu);
+  a.grad = static_cast<const T*>(p.grad_h_new);
+  a.h_new = const_cast<T*>(static_cast<const T*>(p.h_new));  // read only here
+  a.dz = static_cast<T*>(p.dz);
+  a.grad_x = static_cast<T*>(p.grad_x);
+  a.grad_h = static_cast<T*>(p.grad_h);
+  const auto s = static_cast<rt::Stream>(stream);
+  rt::poison(p.dz, sizeof(T) * p.B * p.H, s);
+  if (p.grad_x) rt::poison(p.grad_x, sizeof(T) * p.B * p.I, s);
+  if (p.grad_h) rt::poison(p.grad_h, sizeof(T) * p.B * p.H, s);
+  const int64_t cols = (p.grad_x ? p.I : 0) + (p.grad_h ? p.H : 0);
+  const int64_t blocks = std::max<int64_t>(1, ceil_div(cols, kCellThreads));  // block 0 stores dz
+  TORCH_CHECK(blocks <= INT32_MAX, "rnnfused: sizes too large for the cell kernel");
+  rt::LaunchSpec spec;
+  spec.grid = dim3((unsigned)blocks);
+  spec.block = dim3(kCellThreads);
+  spec.stream = s;
+  spec.name = "cell_bwd_kernel";
+  rt::launch(cell_bwd_kernel<T>, spec, a);
+}
+
+template <typename T>
+const char* kernel_name_impl(int64_t B, int64_t H, bool backward) {
+  if (B <= 0 || H <= 0) return "stepwise";  // nothing runs; the launcher returns early
+  const bool pers = backward ? choose_persistent<T, true>(B, H, nullptr)
+                             : choose_persistent<T, false>(B, H, nullptr);
+  return pers ? "persistent" : "stepwise";
+}
+
+#define RNNFUSED_INSTANTIATE(T)                                  \
+  template void fwd_impl<T>(const RNNFwdParams&, void*);         \
+  template void bwd_impl<T>(const RNNBwdParams&, void*);         \
+  template void cell_fwd_impl<T>(const RNNCellParams&, void*);   \
+  template void cell_bwd_impl<T>(const RNNCellBwdParams&, void*); \
+  template const char* kernel_name_impl<T>(int64_t, int64_t, bool);
+
+}  // namespace cuda_detail
+}  // namespace rnnfused

@@ -1,0 +1,60 @@
+// rnnfused: the one portability header of the device code.
+//
+// The kernels (csrc/cuda/device/*.cuh) are written once, in CUDA C++, and compiled twice:
+//  - by nvcc, for the GPU: everything below maps to CUDA itself;
+//  - by a host C++ compiler with RNNFUSED_EMULATE defined (the test-only emulation build,
+//    docs/emulator.md): every CUDA built-in the kernels use maps to the SIMT emulator in
+//    csrc/emu/simt.h, which runs each CUDA thread as a fiber with CUDA's execution semantics.
+//
+// Rules for kernel code, so that both builds see the same text:
+//  - shared memory only through RNNF_SHARED (static arrays) and RNNF_DYNAMIC_SHARED (the extern
+//    dynamic buffer);
+//  - no inline asm in a kernel body: a named device function here with both versions
+//    (ld_acquire_gpu);
+//  - only the built-ins listed here (add a line to both branches when a kernel needs another).
+#pragma once
+
+#ifndef RNNFUSED_EMULATE
+// ------------------------------------------------------------------------------------------------
+// nvcc: CUDA itself.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#define RNNF_SHARED(type, name, dims) __shared__ type name dims
+#define RNNF_DYNAMIC_SHARED(type, name, align) extern __shared__ __align__(align) type name[]
+
+namespace rnnfused {
+// Load with acquire semantics at GPU scope: pairs with the release (fence + atomic) of another
+// CTA's arrival at a group barrier.
+__device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+// The same load without ordering (relaxed). Not used by the kernels: it is what the mutation
+// check (tests/emu/mutate.py) puts in place of ld_acquire_gpu, to prove the tests see the loss.
+__device__ __forceinline__ unsigned ld_relaxed_gpu(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+}  // namespace rnnfused
+
+#else
+// ------------------------------------------------------------------------------------------------
+// Host build: the SIMT emulator provides threadIdx, __syncthreads, shuffles, atomics, fences,
+// __ldg/__ldcg/__stcg, shared memory, half/bfloat16 types and conversions.
+#include "../emu/simt.h"
+
+#define RNNF_SHARED(type, name, dims)                                             \
+  static const char name##_site_ = 0;                                             \
+  type(&name) dims = *static_cast<type(*) dims>(::simt::static_shared(&name##_site_, sizeof(type dims)))
+#define RNNF_DYNAMIC_SHARED(type, name, align) \
+  type* name = static_cast<type*>(::simt::dynamic_shared(align))
+
+namespace rnnfused {
+inline unsigned ld_acquire_gpu(const unsigned* p) { return ::simt::ld_acquire(p); }
+inline unsigned ld_relaxed_gpu(const unsigned* p) { return ::simt::ld_relaxed(p); }
+}  // namespace rnnfused
+#endif
