@@ -1,20 +1,15 @@
 """CUDA tests of rnnfused: every kernel path (RNNFUSED_KERNEL=stepwise|persistent) against
 nn.RNN on the GPU (cuDNN) and against a float64 reference (the same weights in nn.RNN on the CPU).
 
-Numerical rule (DESIGN.md): float64 and float32 tight (TF32 off on both sides); for float16 and
-bfloat16 our max error against the float64 reference must be at most 2x nn.RNN's own error in the
-same dtype, plus a tiny absolute floor. NaN never passes.
+The comparison rule is in tests/rnn_compare.py, shared with the emulated tests
+(tests/test_emulated.py), which run this matrix's CUDA code path on the CPU under the emulator.
 """
-import copy
 import itertools
 
 import pytest
 import torch
-from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
-
 import rnnfused
-from rnnfused import FusedRNN
+from rnn_compare import check, compare, make, names, op_args, rand, run
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or not rnnfused.built_with_cuda(),
@@ -22,12 +17,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 KERNELS = ["stepwise", "persistent"]
-# Absolute floor of the error bound, relative to the reference's magnitude (max(1, |ref|max)).
-FLOOR = {torch.float64: 1e-10, torch.float32: 2e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
-# float32/float64 must also be tight in absolute terms (relative to the reference's magnitude).
-TIGHT = {torch.float64: 1e-9, torch.float32: 1e-4}
-
-
 @pytest.fixture(params=KERNELS)
 def kernel(request, monkeypatch):
     monkeypatch.setenv("RNNFUSED_KERNEL", request.param)
@@ -43,88 +32,6 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def _gen(seed):
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
-
-
-def _rand(shape, seed, scale=1.0):
-    return torch.randn(*shape, generator=_gen(seed), dtype=torch.float64) * scale
-
-
-def _make(seed=0, device="cuda", dtype=torch.float32, **kw):
-    """(nn.RNN on device/dtype, FusedRNN with the same weights, float64 CPU reference)."""
-    torch.manual_seed(seed)
-    ref = nn.RNN(**kw, dtype=torch.float64)
-    rnn = copy.deepcopy(ref).to(device=device, dtype=dtype)
-    fused = FusedRNN(**kw, device=device, dtype=dtype)
-    fused.load_state_dict(rnn.state_dict())
-    return rnn, fused, ref
-
-
-def _run(model, x, h0, device, dtype, lengths=None, enforce_sorted=True, seed=123):
-    """Forward + backward of `model`; returns [output, h_n, dx, dh0 (if h0), d params...] (float64
-    on the CPU). Upstream gradients are fixed random tensors, identical for every model."""
-    x = x.to(device=device, dtype=dtype).detach().requires_grad_(True)
-    h = None if h0 is None else h0.to(device=device, dtype=dtype).detach().requires_grad_(True)
-    inp = x
-    if lengths is not None:
-        inp = pack_padded_sequence(x, lengths, batch_first=model.batch_first,
-                                   enforce_sorted=enforce_sorted)
-    out, hn = model(inp) if h is None else model(inp, h)
-    od = out.data if lengths is not None else out
-    go = _rand(od.shape, seed).to(device=device, dtype=dtype)
-    gh = _rand(hn.shape, seed + 1).to(device=device, dtype=dtype)
-    ((od * go).sum() + (hn * gh).sum()).backward()
-    res = [od, hn, x.grad] + ([h.grad] if h is not None else [])
-    res += [p.grad for p in model.parameters()]
-    return [r.detach().to("cpu", torch.float64) for r in res]
-
-
-def _names(model, with_h0):
-    return ["output", "h_n", "grad_input"] + (["grad_h0"] if with_h0 else []) + [
-        "grad_" + n for n, _ in model.named_parameters()]
-
-
-def _check(ours, theirs, ref, names, dtype):
-    """theirs=None: no nn.RNN result to compare with (eval-mode backward); the tight bound only."""
-    if theirs is None:
-        assert dtype in TIGHT
-        theirs = [None] * len(ref)
-    for o, c, r, n in zip(ours, theirs, ref, names):
-        assert o.shape == r.shape, f"{n}: shape {tuple(o.shape)} vs reference {tuple(r.shape)}"
-        assert torch.isfinite(o).all(), f"{n}: non-finite values in rnnfused's result"
-        scale = max(1.0, r.abs().max().item()) if r.numel() else 1.0
-        e_ours = (o - r).abs().max().item() if r.numel() else 0.0
-        e_them = (c - r).abs().max().item() if (c is not None and r.numel()) else 0.0
-        bound = 2.0 * e_them + FLOOR[dtype] * scale if c is not None else TIGHT[dtype] * scale
-        assert e_ours <= bound, (f"{n} ({dtype}): rnnfused error {e_ours:.3g} > bound {bound:.3g} "
-                                 f"(nn.RNN error {e_them:.3g})")
-        if dtype in TIGHT:
-            assert e_ours <= TIGHT[dtype] * scale, f"{n} ({dtype}): error {e_ours:.3g} not tight"
-
-
-def _compare(kw, T, B, dtype=torch.float32, h0=True, lengths=None, enforce_sorted=True,
-             unbatched=False, seed=0, scale=1.0):
-    device = "cuda"
-    rnn, fused, ref = _make(seed, device, dtype, **kw)
-    I, H = kw["input_size"], kw["hidden_size"]
-    D = 2 if kw.get("bidirectional") else 1
-    L = kw.get("num_layers", 1)
-    if unbatched:
-        x = _rand((T, I), seed + 10, scale)
-        hx = _rand((L * D, H), seed + 11, 0.5) if h0 else None
-    else:
-        shape = (B, T, I) if kw.get("batch_first") else (T, B, I)
-        x = _rand(shape, seed + 10, scale)
-        hx = _rand((L * D, B, H), seed + 11, 0.5) if h0 else None
-    ours = _run(fused, x, hx, device, dtype, lengths, enforce_sorted)
-    theirs = _run(rnn, x, hx, device, dtype, lengths, enforce_sorted)
-    refr = _run(ref, x, hx, "cpu", torch.float64, lengths, enforce_sorted)
-    _check(ours, theirs, refr, _names(ref, hx is not None), dtype)
-
-
 # ------------------------------------------------------------------------------------------------
 # Feature matrix, float32 (tight), for each kernel path.
 
@@ -133,15 +40,15 @@ def _compare(kw, T, B, dtype=torch.float32, h0=True, lengths=None, enforce_sorte
 def test_feature_matrix(kernel, num_layers, nonlinearity, bias, batch_first, bidirectional):
     kw = dict(input_size=5, hidden_size=33, num_layers=num_layers, nonlinearity=nonlinearity,
               bias=bias, batch_first=batch_first, bidirectional=bidirectional)
-    _compare(kw, T=7, B=3, seed=num_layers)
+    compare(kw, T=7, B=3, seed=num_layers)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("h0", [True, False])
 def test_h0_and_unbatched(kernel, bidirectional, h0):
     kw = dict(input_size=4, hidden_size=17, num_layers=2, bidirectional=bidirectional)
-    _compare(kw, T=6, B=4, h0=h0)
-    _compare(kw, T=6, B=1, h0=h0, unbatched=True)
+    compare(kw, T=6, B=4, h0=h0)
+    compare(kw, T=6, B=1, h0=h0, unbatched=True)
 
 
 @pytest.mark.parametrize("enforce_sorted", [True, False])
@@ -151,19 +58,19 @@ def test_packed(kernel, enforce_sorted, bidirectional, nonlinearity):
     lengths = [9, 7, 7, 4, 1] if enforce_sorted else [4, 9, 1, 7, 7]
     kw = dict(input_size=6, hidden_size=24, num_layers=2, bidirectional=bidirectional,
               nonlinearity=nonlinearity)
-    _compare(kw, T=9, B=5, lengths=torch.tensor(lengths), enforce_sorted=enforce_sorted)
+    compare(kw, T=9, B=5, lengths=torch.tensor(lengths), enforce_sorted=enforce_sorted)
 
 
 @pytest.mark.parametrize("H", [1, 33, 1000])
 @pytest.mark.parametrize("B", [1, 3, 300])
 def test_odd_sizes(kernel, H, B):
     kw = dict(input_size=7, hidden_size=H, bidirectional=(H == 33))
-    _compare(kw, T=5, B=B, seed=H + B, scale=0.5)
+    compare(kw, T=5, B=B, seed=H + B, scale=0.5)
 
 
 def test_long_sequence(kernel):
     kw = dict(input_size=8, hidden_size=64, num_layers=1, bidirectional=True)
-    _compare(kw, T=600, B=4, scale=0.5)
+    compare(kw, T=600, B=4, scale=0.5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
@@ -171,13 +78,13 @@ def test_long_sequence(kernel):
 def test_dtypes(kernel, dtype, packed):
     kw = dict(input_size=10, hidden_size=40, num_layers=2, bidirectional=True)
     lengths = torch.tensor([20, 15, 15, 8, 3]) if packed else None
-    _compare(kw, T=20, B=5, dtype=dtype, lengths=lengths, scale=0.5)
+    compare(kw, T=20, B=5, dtype=dtype, lengths=lengths, scale=0.5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_larger(kernel, dtype):
     kw = dict(input_size=32, hidden_size=300, num_layers=1)
-    _compare(kw, T=50, B=16, dtype=dtype, scale=0.5)
+    compare(kw, T=50, B=16, dtype=dtype, scale=0.5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,27 +110,15 @@ def test_kernel_name_follows_env(monkeypatch):
 
 def test_auto_runs(monkeypatch):
     monkeypatch.setenv("RNNFUSED_KERNEL", "auto")
-    _compare(dict(input_size=5, hidden_size=48, bidirectional=True), T=8, B=3)
+    compare(dict(input_size=5, hidden_size=48, bidirectional=True), T=8, B=3)
 
 
 # ------------------------------------------------------------------------------------------------
 # Ops directly: empty sizes, gradcheck, opcheck.
 
-def _op_args(T, B, I, H, dtype=torch.float64, seed=0, lengths=None):
-    dev = "cuda"
-    x = _rand((T, B, I), seed).to(dev, dtype)
-    h0 = _rand((B, H), seed + 1, 0.5).to(dev, dtype)
-    w_ih = _rand((H, I), seed + 2, 0.4).to(dev, dtype)
-    w_hh = _rand((H, H), seed + 3, 0.4).to(dev, dtype)
-    b_ih = _rand((H,), seed + 4, 0.1).to(dev, dtype)
-    b_hh = _rand((H,), seed + 5, 0.1).to(dev, dtype)
-    ln = None if lengths is None else torch.tensor(lengths, dtype=torch.int64, device=dev)
-    return x, h0, w_ih, w_hh, b_ih, b_hh, ln
-
-
 @pytest.mark.parametrize("reverse", [False, True])
 def test_empty_sizes(kernel, reverse):
-    x, h0, w_ih, w_hh, b_ih, b_hh, _ = _op_args(0, 3, 2, 5)
+    x, h0, w_ih, w_hh, b_ih, b_hh, _ = op_args(0, 3, 2, 5)
     out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
     assert out.shape == (0, 3, 5)
     torch.testing.assert_close(hn, h0)
@@ -231,7 +126,7 @@ def test_empty_sizes(kernel, reverse):
     r = rnnfused.ops.rnn_bwd(None, gh, x, h0, w_ih, w_hh, out, None, False, reverse,
                              [True, True, True, True])
     torch.testing.assert_close(r[1], gh)
-    x, h0, w_ih, w_hh, b_ih, b_hh, _ = _op_args(4, 0, 2, 5)
+    x, h0, w_ih, w_hh, b_ih, b_hh, _ = op_args(4, 0, 2, 5)
     out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
     assert out.shape == (4, 0, 5) and hn.shape == (0, 5)
 
@@ -239,7 +134,7 @@ def test_empty_sizes(kernel, reverse):
 @pytest.mark.parametrize("relu,reverse,lengths", [
     (False, False, None), (True, False, None), (False, True, [4, 2, 0]), (True, True, [3, 4, 1])])
 def test_gradcheck(kernel, relu, reverse, lengths):
-    x, h0, w_ih, w_hh, b_ih, b_hh, ln = _op_args(4, 3, 2, 5, lengths=lengths)
+    x, h0, w_ih, w_hh, b_ih, b_hh, ln = op_args(4, 3, 2, 5, lengths=lengths)
     if relu:  # keep pre-activations away from the kink at 0
         b_ih = b_ih + 0.3
 
@@ -252,7 +147,7 @@ def test_gradcheck(kernel, relu, reverse, lengths):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_opcheck(kernel, dtype):
-    x, h0, w_ih, w_hh, b_ih, b_hh, ln = _op_args(5, 3, 4, 6, dtype=dtype, lengths=[5, 3, 2])
+    x, h0, w_ih, w_hh, b_ih, b_hh, ln = op_args(5, 3, 4, 6, dtype=dtype, lengths=[5, 3, 2])
     torch.library.opcheck(torch.ops.rnnfused.rnn_fwd.default,
                           (x, h0, w_ih, w_hh, b_ih, b_hh, ln, False, True))
     out, _ = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, ln, False, True)
@@ -268,28 +163,28 @@ def test_opcheck(kernel, dtype):
 def test_eval_mode_backward(kernel):
     """cuDNN refuses RNN backward in eval mode; ours must work (checked against float64 CPU)."""
     kw = dict(input_size=5, hidden_size=20, num_layers=2, bidirectional=True)
-    _, fused, ref = _make(3, "cuda", torch.float32, **kw)
+    _, fused, ref = make(3, "cuda", torch.float32, **kw)
     fused.eval()
     ref.eval()
-    x = _rand((6, 3, 5), 5)
-    h0 = _rand((4, 3, 20), 6, 0.5)
-    ours = _run(fused, x, h0, "cuda", torch.float32)
-    refr = _run(ref, x, h0, "cpu", torch.float64)
-    _check(ours, None, refr, _names(ref, True), torch.float32)
+    x = rand((6, 3, 5), 5)
+    h0 = rand((4, 3, 20), 6, 0.5)
+    ours = run(fused, x, h0, "cuda", torch.float32)
+    refr = run(ref, x, h0, "cpu", torch.float64)
+    check(ours, None, refr, names(ref, True), torch.float32)
 
 
 def test_non_default_stream(kernel):
     kw = dict(input_size=5, hidden_size=40, num_layers=2)
-    _, fused, _ = _make(4, "cuda", torch.float32, **kw)
-    x = _rand((12, 4, 5), 7)
-    h0 = _rand((2, 4, 40), 8, 0.5)
-    base = _run(fused, x, h0, "cuda", torch.float32)
+    _, fused, _ = make(4, "cuda", torch.float32, **kw)
+    x = rand((12, 4, 5), 7)
+    h0 = rand((2, 4, 40), 8, 0.5)
+    base = run(fused, x, h0, "cuda", torch.float32)
     for p in fused.parameters():
         p.grad = None
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
-        other = _run(fused, x, h0, "cuda", torch.float32)
+        other = run(fused, x, h0, "cuda", torch.float32)
     torch.cuda.current_stream().wait_stream(s)
     torch.cuda.synchronize()
     for a, b in zip(base, other):
@@ -299,23 +194,23 @@ def test_non_default_stream(kernel):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU")
 def test_second_gpu(kernel):
     kw = dict(input_size=5, hidden_size=40, bidirectional=True)
-    rnn, fused, ref = _make(5, "cuda:1", torch.float32, **kw)
-    x = _rand((8, 3, 5), 9)
-    h0 = _rand((2, 3, 40), 10, 0.5)
-    ours = _run(fused, x, h0, "cuda:1", torch.float32)
-    theirs = _run(rnn, x, h0, "cuda:1", torch.float32)
-    refr = _run(ref, x, h0, "cpu", torch.float64)
-    _check(ours, theirs, refr, _names(ref, True), torch.float32)
+    rnn, fused, ref = make(5, "cuda:1", torch.float32, **kw)
+    x = rand((8, 3, 5), 9)
+    h0 = rand((2, 3, 40), 10, 0.5)
+    ours = run(fused, x, h0, "cuda:1", torch.float32)
+    theirs = run(rnn, x, h0, "cuda:1", torch.float32)
+    refr = run(ref, x, h0, "cpu", torch.float64)
+    check(ours, theirs, refr, names(ref, True), torch.float32)
 
 
 @pytest.mark.parametrize("H", [48, 300])  # 300: the persistent kernel needs a CTA group (G > 1)
 def test_cuda_graph_capture(kernel, H):
     kw = dict(input_size=6, hidden_size=H, num_layers=2, bidirectional=True)
-    _, fused, _ = _make(6, "cuda", torch.float32, **kw)
+    _, fused, _ = make(6, "cuda", torch.float32, **kw)
     params = list(fused.parameters())
-    static_x = _rand((10, 4, 6), 11).float().cuda().requires_grad_(True)
-    static_h0 = _rand((4, 4, H), 12, 0.5).float().cuda().requires_grad_(True)
-    static_go = _rand((10, 4, 2 * H), 13).float().cuda()
+    static_x = rand((10, 4, 6), 11).float().cuda().requires_grad_(True)
+    static_h0 = rand((4, 4, H), 12, 0.5).float().cuda().requires_grad_(True)
+    static_go = rand((10, 4, 2 * H), 13).float().cuda()
 
     def step():
         out, hn = fused(static_x, static_h0)
@@ -334,9 +229,9 @@ def test_cuda_graph_capture(kernel, H):
         static_out = step()
     for seed in (20, 30):
         with torch.no_grad():
-            static_x.copy_(_rand((10, 4, 6), seed).float().cuda())
-            static_h0.copy_(_rand((4, 4, H), seed + 1, 0.5).float().cuda())
-            static_go.copy_(_rand((10, 4, 2 * H), seed + 2).float().cuda())
+            static_x.copy_(rand((10, 4, 6), seed).float().cuda())
+            static_h0.copy_(rand((4, 4, H), seed + 1, 0.5).float().cuda())
+            static_go.copy_(rand((10, 4, 2 * H), seed + 2).float().cuda())
         g.replay()
         torch.cuda.synchronize()
         eager = step()

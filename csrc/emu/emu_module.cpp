@@ -1,0 +1,78 @@
+// rnnfused SIMT emulator: control ops of the test-only emulation extension (rnnfused_emu), for the
+// tests: the schedule, the emulated device, the persistent kernel's plan for a device preset, and
+// the emulator's counters. Registered as torch ops in namespace rnnfused_emu_ctl.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "../cuda/device/persist.cuh"
+#include "../cuda/plan.h"
+#include "runtime_emu.h"
+#include "simt.h"
+
+namespace rnnfused {
+namespace cuda_detail {
+namespace {
+
+// schedule: "in-order", "reversed" or "random"; preempt_prob: the random schedule's chance of a
+// switch at each primitive; memory_model: delayed cross-block visibility of unreleased stores.
+void set_schedule(const std::string& schedule, int64_t seed, double preempt_prob, bool memory_model) {
+  simt::Options o = simt::get_options();
+  if (schedule == "in-order") o.schedule = simt::Schedule::kInOrder;
+  else if (schedule == "reversed") o.schedule = simt::Schedule::kReverse;
+  else if (schedule == "random") o.schedule = simt::Schedule::kRandom;
+  else TORCH_CHECK(false, "rnnfused_emu: schedule must be in-order, reversed or random, got '", schedule, "'");
+  o.seed = static_cast<uint64_t>(seed);
+  o.preempt_prob = preempt_prob;
+  o.memory_model = memory_model;
+  simt::set_options(o);
+}
+
+void set_device(const std::string& preset) { rt::set_device_props(rt::device_preset(preset)); }
+
+// [sm_count, smem_per_block_optin, smem_per_sm, smem_reserved_per_block, max_threads_per_sm,
+//  max_blocks_per_sm, regs_per_sm, max_regs_per_block, cooperative_launch]
+std::vector<int64_t> device_props(const std::string& preset) {
+  const DeviceProps d = rt::device_preset(preset);
+  return {d.sm_count, d.smem_per_block_optin, d.smem_per_sm, d.smem_reserved_per_block, d.max_threads_per_sm,
+          d.max_blocks_per_sm, d.regs_per_sm, d.max_regs_per_block, d.cooperative_launch ? 1 : 0};
+}
+
+// The persistent kernel's plan on a device preset, as the launcher makes it:
+// [ok, G, R, NBg, BBg, BC, Hp, threads, smem, max_coresident_ctas, regs_per_thread]
+std::vector<int64_t> persistent_plan(int64_t B, int64_t H, at::ScalarType dtype, const std::string& preset) {
+  const DeviceProps d = rt::device_preset(preset);
+  const bool dbl = dtype == at::kDouble;
+  const int tw = static_cast<int>(c10::elementSize(dtype)), ta = dbl ? 8 : 4;
+  const int threads = dbl ? PersistThreads<double>::value : PersistThreads<float>::value;
+  KernelAttrs k;
+  k.regs_per_thread = launch_bound_regs(d, threads, 1);
+  k.max_threads_per_block = threads;
+  const PersistPlan p = plan_persistent(B, H, tw, ta, threads, d, k);
+  return {p.ok ? 1 : 0, p.G, p.R, p.NBg, p.BBg, p.BC, p.Hp, p.threads, p.smem, p.max_coresident_ctas,
+          k.regs_per_thread};
+}
+
+// [launches, cooperative_launches, blocks, threads, switches, barriers, shuffles, stale_reads]
+std::vector<int64_t> stats() {
+  const simt::Stats s = simt::stats();
+  return {s.launches, s.cooperative_launches, s.blocks, s.threads, s.switches, s.barriers, s.shuffles, s.stale_reads};
+}
+
+void reset_stats() { simt::reset_stats(); }
+
+}  // namespace
+}  // namespace cuda_detail
+}  // namespace rnnfused
+
+TORCH_LIBRARY(rnnfused_emu_ctl, m) {
+  using namespace rnnfused::cuda_detail;
+  m.def("set_schedule(str schedule, int seed, float preempt_prob, bool memory_model) -> ()", &set_schedule);
+  m.def("set_device(str preset) -> ()", &set_device);
+  m.def("device_props(str preset) -> int[]", &device_props);
+  m.def("persistent_plan(int B, int H, ScalarType dtype, str preset) -> int[]", &persistent_plan);
+  m.def("stats() -> int[]", &stats);
+  m.def("reset_stats() -> ()", &reset_stats);
+}
