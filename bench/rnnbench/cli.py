@@ -11,7 +11,7 @@ import torch
 from .config import DTYPES, MODES, cfg, preset
 from .contenders import Setup, contender_specs
 from .env import OtherLoad, env_info, header_lines, load_average
-from .plot import write_plot
+from .plot import write_memory_plot, write_plot
 from .report import _write, columns, table_lines, target_summary, write_csv, write_report
 from .rows import bench_config
 from .timing import gemm_rate
@@ -37,7 +37,9 @@ class Progress:
             self.bar.update(k)
             return
         end = "\r" if sys.stderr.isatty() else "\n"
-        print(f"[{self.n}/{self.total}] {time.perf_counter() - self.t0:6.1f}s  {desc}", end=end,
+        elapsed = time.perf_counter() - self.t0
+        left = elapsed / self.n * (self.total - self.n)
+        print(f"[{self.n}/{self.total}] {elapsed:6.1f}s, ~{left:.0f}s left  {desc}", end=end,
               file=sys.stderr, flush=True)
 
     def close(self):
@@ -74,6 +76,13 @@ def parse_args(argv=None):
     p.add_argument("--max-reps", type=int, default=100)
     p.add_argument("--inputs", type=int, default=3, help="input sets to rotate among")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="DIR",
+                   help="results folder: report.md, results.csv, results.json, speedup.png, memory.png "
+                        "(default: bench/out/<date>-<time>-<device>/)")
+    p.add_argument("--no-save", action="store_true",
+                   help="write no results folder (only what --report/--csv/--json/--plot name)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the memory measurement (saved-for-backward bytes; CUDA: allocator peak)")
     p.add_argument("--csv", metavar="PATH")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PATH.png", help="speed-up vs H and vs B (needs matplotlib)")
@@ -86,7 +95,18 @@ def parse_args(argv=None):
         p.error("--device cuda (or --gpu-report) but torch.cuda.is_available() is False")
     if args.warmup is None:
         args.warmup = 3 if args.device == "cuda" else 1
+    args.memory = not args.no_memory
     return args
+
+
+def default_out_dir(device):
+    """bench/out/<date>-<time>-<device>/ beside this package (git-ignored)."""
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "out", f"{stamp}-{slug}")
 
 
 def load_fused(args):
@@ -118,6 +138,48 @@ def configs_from_args(args):
     return list(dict.fromkeys(out))
 
 
+def write_outputs(args, info, rows, cols, contenders):
+    """The results folder (unless --no-save) and whatever --report/--csv/--json/--plot name.
+    Returns the paths written."""
+    out_dir = None if args.no_save else (args.out or default_out_dir(args.device))
+    targets = {"report": [args.report], "csv": [args.csv], "json": [args.json], "plot": [args.plot], "memory": []}
+    if out_dir:
+        targets["report"].append(os.path.join(out_dir, "report.md"))
+        targets["csv"].append(os.path.join(out_dir, "results.csv"))
+        targets["json"].append(os.path.join(out_dir, "results.json"))
+        targets["plot"].append(os.path.join(out_dir, "speedup.png"))
+        targets["memory"].append(os.path.join(out_dir, "memory.png"))
+    if args.plot:
+        targets["memory"].append(os.path.splitext(args.plot)[0] + "-memory.png")
+    written = []
+    figures = {}
+    have_mpl = True
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        have_mpl = False
+        print("plots skipped: matplotlib is not installed (pip install matplotlib)")
+    for kind, fn in (("plot", write_plot), ("memory", write_memory_plot)):
+        for path in filter(None, targets[kind]):
+            if have_mpl and fn(path, info, rows, contenders):
+                written.append(path)
+                figures.setdefault(kind, []).append(path)
+    for path in filter(None, targets["report"]):
+        here = os.path.dirname(os.path.abspath(path))
+        figs = [os.path.relpath(p, here) for kind in ("plot", "memory") for p in figures.get(kind, [])
+                if os.path.dirname(os.path.abspath(p)) == here]
+        write_report(path, info, rows, cols, figures=figs)
+        written.append(path)
+    for path in filter(None, targets["csv"]):
+        write_csv(path, rows, cols)
+        written.append(path)
+    for path in filter(None, targets["json"]):
+        _write(path, json.dumps({"env": info, "rows": rows}, indent=1, default=str))
+        written.append(path)
+    order = {p: i for i, p in enumerate(t for k in ("report", "csv", "json", "plot", "memory") for t in targets[k])}
+    return sorted(written, key=lambda p: order.get(p, 0))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -127,7 +189,7 @@ def main(argv=None):
     torch.backends.cudnn.allow_tf32 = args.tf32
     configs = configs_from_args(args)
     modes = list(dict.fromkeys(args.modes))
-    contenders = contender_specs(args.device, args.self_test)
+    contenders = contender_specs(args.device, args.self_test, args)
     fused_mod, fused_cls = load_fused(args)
     rates = ({dt: gemm_rate(dt, "cuda") for dt in dict.fromkeys(c.dtype for c in configs)}
              if args.device == "cuda" else {})
@@ -157,14 +219,10 @@ def main(argv=None):
     print("\n".join(header_lines(info)))
     print("\n".join(table_lines(rows, cols, markdown=False)))
     print("\n".join(target_summary(rows)))
-    if args.report:
-        write_report(args.report, info, rows, cols)
-    if args.csv:
-        write_csv(args.csv, rows, cols)
-    if args.json:
-        _write(args.json, json.dumps({"env": info, "rows": rows}, indent=1, default=str))
-    if args.plot:
-        write_plot(args.plot, info, rows, contenders)
+    written = write_outputs(args, info, rows, cols, contenders)
+    if written:
+        print("\nwrote:")
+        print("\n".join(f"  {p}" for p in written))
     return 0 if all(r.get("acc") == "ok" for r in rows) else 1
 
 

@@ -36,7 +36,12 @@ def cfg(B, H, T, I=None, **kw):
 def preset(device, full):
     f32, b16, f16, f64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
     if device == "cpu":
-        quick = [cfg(B, H, T) for B, H, T in cpu_target_shapes()]
+        # The five CPU target shapes, and controlled sweeps through them (one of B, H, T varies):
+        # H at B=1, T=1000; B at H=64, T=1000; T at B=8, H=64.
+        targets = [cfg(B, H, T) for B, H, T in cpu_target_shapes()]
+        sweeps = ([cfg(1, H, 1000) for H in (32, 64, 128, 256)] + [cfg(B, 64, 1000) for B in (1, 8, 64)]
+                  + [cfg(8, 64, T) for T in (100, 300, 1000)])
+        quick = list(dict.fromkeys(targets + sweeps))
         if not full:
             return quick
         grid = [cfg(B, H, T) for B, H, T in itertools.product((1, 8, 64), (32, 128, 512), (100, 1000))]

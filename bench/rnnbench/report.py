@@ -13,6 +13,9 @@ def columns(device, contenders):
     for con in contenders:
         if con.key != "fused":
             cols.append((f"x {con.label}", f"x_{con.key}", ".2f"))
+    for con in contenders:
+        cols += [(f"{con.label} saved MB", f"{con.key}_saved_mb", ".2f"),
+                 (f"{con.label} peak MB", f"{con.key}_peak_mb", ".2f")]
     if device == "cuda":
         cols += [("floor us/step", "floor_us", ".2f"), ("bound", "bound", "s"),
                  ("x floor", "x_floor", ".2f"), ("kernel", "kernel", "s")]
@@ -55,14 +58,27 @@ def target_summary(rows):
     return lines
 
 
-def write_report(path, info, rows, cols):
+def write_report(path, info, rows, cols, figures=()):
     lines = [f"# rnnfused benchmark: {info['device']}", ""]
     lines += [f"- {line}" for line in header_lines(info)[:-1]]
     lines += ["", "Command:", "", "```", info["command"], "```", "", "## Results", ""]
     lines += table_lines(rows, cols, markdown=True)
     lines += ["", "## Targets and accuracy", "", "```"] + target_summary(rows) + ["```", ""]
+    if any(k.endswith("_saved_mb") or k.endswith("_peak_mb") for r in rows for k in r):
+        lines += ["## Memory", "", MEMORY_NOTE, ""]
+    if figures:
+        lines += ["## Figures", "", "Each line is a controlled sweep: one of B, H, T varies, the rest is "
+                  "fixed and named in the panel title or the line label.", ""]
+        lines += [f"![{os.path.splitext(os.path.basename(f))[0]}]({f})" for f in figures] + [""]
     lines += ["Columns, timing method and targets: see bench/README.md.", ""]
     _write(path, "\n".join(lines))
+
+
+MEMORY_NOTE = ("`saved MB`: bytes autograd keeps from the forward for the backward (fwd+bwd rows; "
+               "each saved storage counted once, through `torch.autograd.graph.saved_tensors_hooks`); "
+               "it leaves out transient workspaces, outputs and gradients. `peak MB` (CUDA only): "
+               "`torch.cuda.max_memory_allocated()` during one call minus `memory_allocated()` before it, "
+               "workspaces, outputs and gradients included. Measured after the timing, on input set 0.")
 
 
 def write_csv(path, rows, cols):

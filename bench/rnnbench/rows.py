@@ -7,6 +7,7 @@ import torch
 
 from .config import DTYPE_NAME, ERR_TOL, ERR_TOL_TF32, MODES
 from .contenders import RUNNERS, build_modules, make_inputs
+from .memory import measure_memory
 from .targets import LATENCY_FLOOR_US, check_targets
 from .timing import choose_rounds, iqr, measure
 
@@ -91,6 +92,9 @@ def bench_row(c, mode, contenders, inputs, args, setup):
         row[f"{con.key}_us"] = med[con.key] * 1e6 / c.T
         if con.key != "fused":
             row[f"x_{con.key}"] = med[con.key] / med["fused"]
+    if getattr(args, "memory", False):   # after the timing, so it never disturbs it
+        for con in timed:
+            row.update(measure_memory(con, runner, inputs[0], mode, args.device))
     if args.device == "cuda":
         rate = setup.gemm_rate[c.dtype]
         compute_us = flops_per_step(c, mode == "fwdbwd") / rate * 1e6
