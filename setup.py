@@ -4,6 +4,11 @@ toolkit and a CUDA build of torch are present (or FORCE_CUDA=1), the CUDA kernel
 Knobs: FORCE_CUDA=1 (compile the CUDA sources even without a GPU), RNNFUSED_CPU_ONLY=1 (never),
 CUDA_HOME, TORCH_CUDA_ARCH_LIST (default "8.0;9.0+PTX"), MAX_JOBS, RNNFUSED_DEBUG=1 (-O0 -g).
 Build with: pip install --no-build-isolation .   (it compiles against the torch you have)
+
+Every build also writes rnnfused/_build_info.py beside the compiled rnnfused._C (git-ignored): the
+torch (and CUDA) it was compiled against. rnnfused/_build.py reads it before loading _C, so an
+extension built for another torch fails at import with the cause and the fix, not with a bare
+"libc10_cuda.so: cannot open shared object file" or an undefined symbol.
 """
 import glob
 import os
@@ -76,8 +81,47 @@ else:
            "torch has no CUDA" if torch.version.cuda is None else "no CUDA toolkit found")
     print(f"rnnfused: building CPU-only ({why}); CUDA tensors will raise a clear error")
 
+
+def build_info_text():
+    """rnnfused/_build_info.py: what this build is for. Plain literals only (read without torch)."""
+    info = {
+        "TORCH_VERSION": torch.__version__,
+        "TORCH_CUDA_VERSION": torch.version.cuda,          # None: a CPU-only torch
+        "TORCH_GIT_VERSION": getattr(torch.version, "git_version", None),
+        "TORCH_PATH": os.path.dirname(os.path.abspath(torch.__file__)),
+        "CXX11_ABI": bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True)),
+        "WITH_CUDA": WITH_CUDA,                            # the CUDA kernels were compiled
+        "CUDA_HOME": _cuda_home if WITH_CUDA else None,
+        "PYTHON": "%d.%d.%d" % sys.version_info[:3],
+    }
+    lines = ['"""Written by setup.py when rnnfused._C was built (not in git): the torch it was compiled',
+             'against. rnnfused/_build.py compares it with the torch found at import."""']
+    lines += [f"{k} = {v!r}" for k, v in info.items()]
+    return "\n".join(lines) + "\n"
+
+
+class BuildExtensionWithInfo(BuildExtension.with_options(use_ninja=True)):
+    """build_ext that also writes _build_info.py beside the compiled extension."""
+
+    def _info_path(self):
+        # Beside _C: in the source package for in-place and editable builds, else in build_lib.
+        return os.path.join(os.path.dirname(os.path.abspath(self.get_ext_fullpath("rnnfused._C"))),
+                            "_build_info.py")
+
+    def run(self):
+        super().run()
+        path = self._info_path()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(build_info_text())
+        print(f"rnnfused: built for torch {torch.__version__} (CUDA {torch.version.cuda}); recorded in {path}")
+
+    def get_outputs(self):
+        return super().get_outputs() + ([] if self.inplace else [self._info_path()])
+
+
 setup(
     packages=find_packages(include=["rnnfused", "rnnfused.*"]),
     ext_modules=[ext],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtensionWithInfo},
 )

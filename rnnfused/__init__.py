@@ -3,14 +3,25 @@
     from rnnfused import FusedRNN          # same constructor, parameters and outputs as nn.RNN
     model = rnnfused.convert(model)        # or swap every nn.RNN inside an existing model
 """
-import torch  # noqa: F401  (loads libtorch before our extension)
+import warnings
 
-from . import _C  # noqa: F401  (registers torch.ops.rnnfused.*)
-from . import ops
-from .module import FusedRNN, convert
+with warnings.catch_warnings():
+    # Without numpy, torch (2.13, 2.14) warns "Failed to initialize NumPy" once per process, from
+    # inside its own import (or, in other versions, from the torch._dynamo import that module.py's
+    # @torch.compiler.disable makes). numpy is optional for torch and unused by rnnfused: keep
+    # that noise out of `import rnnfused`. torch still raises "Numpy is not available" where numpy
+    # would really be needed (Tensor.numpy()).
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+    import torch  # loads libtorch before our extension
+
+    from ._build import build_info, load_extension
+
+    _C = load_extension()  # checks the torch it was built for first; registers torch.ops.rnnfused.*
+    from . import ops
+    from .module import FusedRNN, convert
 
 __version__ = "0.1.0"
-__all__ = ["FusedRNN", "convert", "ops", "built_with_cuda", "cuda_kernel_name"]
+__all__ = ["FusedRNN", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "build_info"]
 
 
 def built_with_cuda() -> bool:

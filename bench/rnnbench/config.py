@@ -1,0 +1,61 @@
+"""Dtypes, error bounds, Config (the shape of one benchmark row) and the presets."""
+import dataclasses
+import itertools
+
+import torch
+
+from .targets import cpu_target_shapes
+
+DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_NAME = {v: k for k, v in DTYPES.items()}
+# Error bound, relative to max(1, max|reference|) per tensor (output, h_n, each gradient).
+ERR_TOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+ERR_TOL_TF32 = 1e-2
+MODES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    B: int
+    H: int
+    T: int
+    I: int
+    layers: int = 1
+    bidir: bool = False
+    dtype: torch.dtype = torch.float32
+
+    def describe(self):
+        return (f"B={self.B} H={self.H} I={self.I} T={self.T} L={self.layers} "
+                f"{'bi' if self.bidir else 'uni'} {DTYPE_NAME[self.dtype]}")
+
+
+def cfg(B, H, T, I=None, **kw):
+    return Config(B, H, T, H if I is None else I, **kw)
+
+
+def preset(device, full):
+    f32, b16, f16, f64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
+    if device == "cpu":
+        # The five CPU target shapes, and controlled sweeps through them (one of B, H, T varies):
+        # H at B=1, T=1000; B at H=64, T=1000; T at B=8, H=64.
+        targets = [cfg(B, H, T) for B, H, T in cpu_target_shapes()]
+        sweeps = ([cfg(1, H, 1000) for H in (32, 64, 128, 256)] + [cfg(B, 64, 1000) for B in (1, 8, 64)]
+                  + [cfg(8, 64, T) for T in (100, 300, 1000)])
+        quick = list(dict.fromkeys(targets + sweeps))
+        if not full:
+            return quick
+        grid = [cfg(B, H, T) for B, H, T in itertools.product((1, 8, 64), (32, 128, 512), (100, 1000))]
+        structure = [cfg(B, H, 300, I, layers=L, bidir=bi)
+                     for B, H in ((8, 64), (64, 256)) for I in (H, H // 4)
+                     for L, bi in ((2, False), (1, True), (2, True))]
+        dtypes = [cfg(B, H, 300, dtype=dt) for B, H in ((1, 64), (64, 256)) for dt in (f64, b16)]
+        return list(dict.fromkeys(quick + grid + structure + dtypes))
+    quick = [cfg(B, H, 1000, dtype=dt) for dt in (f32, b16) for B in (1, 16, 64) for H in (128, 512, 1024)]
+    if not full:
+        return quick
+    grid = [cfg(B, H, T, dtype=dt) for dt in (f32, b16, f16) for T in (100, 1000)
+            for B in (1, 4, 16, 64, 256) for H in (64, 128, 256, 512, 1024, 2048)]
+    structure = [cfg(B, H, 1000, I, layers=L, bidir=bi, dtype=dt) for dt in (f32, b16)
+                 for B, H in ((16, 256), (64, 1024)) for I in (H, H // 4)
+                 for L, bi in ((2, False), (1, True), (2, True))]
+    return list(dict.fromkeys(quick + grid + structure))

@@ -1,0 +1,98 @@
+"""The environment block printed with every table: device, processor, threads, load, versions."""
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import torch
+
+from .config import DTYPE_NAME
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_rev(path):
+    try:
+        rev = subprocess.run(["git", "-C", path, "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        return rev or "no commit"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class OtherLoad:
+    """CPU time other processes used while we ran, in cores: /proc/stat busy time minus our own.
+    Above ~0.2 cores on a small machine, CPU timings (and thread-parallel nn.RNN most) are unreliable."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")   # all but idle and iowait
+        t = os.times()
+        return busy, t.user + t.system, time.perf_counter()
+
+    def cores(self):
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        (b0, o0, w0), (b1, o1, w1) = self.start, end
+        return max(0.0, ((b1 - b0) - (o1 - o0)) / max(w1 - w0, 1e-9))
+
+
+def load_average():
+    try:
+        return "%.2f %.2f %.2f (1/5/15 min) on %d cores" % (*os.getloadavg(), os.cpu_count())
+    except OSError:
+        return "unknown"
+
+
+def env_info(args, setup):
+    dev = args.device
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({cpu_model()})",
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda or "none",
+        "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "none",
+        "tf32": f"matmul={torch.backends.cuda.matmul.allow_tf32} cudnn={torch.backends.cudnn.allow_tf32}",
+        "python": platform.python_version(),
+        "load": load_average(),
+        "fused": ("nn.RNN stand-in (--self-test)" if setup.fused_mod is None else
+                  f"rnnfused {getattr(setup.fused_mod, '__version__', '?')} @ "
+                  f"{git_rev(os.path.dirname(os.path.abspath(setup.fused_mod.__file__)))}"),
+        "RNNFUSED_KERNEL": os.environ.get("RNNFUSED_KERNEL", "(unset: heuristic)"),
+        "nonlinearity": args.nonlinearity,
+        "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
+    }
+    if dev == "cuda":
+        info["gemm_tflops"] = {DTYPE_NAME[d]: round(r / 1e12, 1) for d, r in setup.gemm_rate.items()}
+    return info
+
+
+def header_lines(info):
+    keys = ["date", "device", "cpu", "threads", "load", "load_end", "other_load", "torch", "cuda", "cudnn",
+            "tf32", "python", "fused", "RNNFUSED_KERNEL", "nonlinearity", "gemm_tflops", "command"]
+    return [f"{k}: {info[k]}" for k in keys if k in info]
+
+

@@ -1,0 +1,78 @@
+"""The one table of performance targets, and the check of a finished row against it."""
+import dataclasses
+
+import torch
+
+# Per-step latency floor of a sequential step on a GPU: one barrier + one L2 round trip
+# (DESIGN.md, "Measuring": about 1-2 us on an H100). The floor of a row is
+# max(compute floor, this) per sequential pass.
+LATENCY_FLOOR_US = 1.0
+SMALL_STEP_FLOP = 34e6  # 2*B*H^2 at or below this: the GPU forward target is absolute (2 us/step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    device: str                   # "cpu" | "cuda"
+    mode: str                     # "fwd" | "fwdbwd"
+    where: object                 # (B, H, T) for one shape, or a predicate on a Config
+    metric: str                   # a row key: "x_ref" (speed-up), "fused_us" (us/step), "x_floor"
+    op: str                       # ">=" | "<="
+    bound: float
+    label: str
+
+    def applies(self, cfg):
+        if isinstance(self.where, tuple):
+            return (cfg.B, cfg.H, cfg.T) == self.where
+        return self.where(cfg)
+
+
+def _small(c):
+    return 2 * c.B * c.H * c.H <= SMALL_STEP_FLOP
+
+
+# The one table of targets. Scope, all rows: one layer, one direction, I = H. CPU: float32 (the
+# numbers are for 2 cores; the header shows the thread count). GPU: T = 1000, float32 with TF32
+# off, or bfloat16. "x_ref" is nn.RNN time / FusedRNN time (cuDNN on the GPU, native on the CPU).
+TARGETS = [
+    Target("cpu", "fwd",    (1, 32, 1000),    "x_ref", ">=", 5.0, ">=5x"),
+    Target("cpu", "fwdbwd", (1, 32, 1000),    "x_ref", ">=", 3.0, ">=3x"),
+    Target("cpu", "fwd",    (8, 64, 1000),    "x_ref", ">=", 3.0, ">=3x"),
+    Target("cpu", "fwdbwd", (8, 64, 1000),    "x_ref", ">=", 2.0, ">=2x"),
+    Target("cpu", "fwd",    (1, 256, 1000),   "x_ref", ">=", 1.5, ">=1.5x"),
+    Target("cpu", "fwdbwd", (1, 256, 1000),   "x_ref", ">=", 1.5, ">=1.5x"),
+    Target("cpu", "fwd",    (64, 256, 300),   "x_ref", ">=", 1.0, "never slower"),
+    Target("cpu", "fwdbwd", (64, 256, 300),   "x_ref", ">=", 1.0, "never slower"),
+    Target("cpu", "fwd",    (256, 1024, 20),  "x_ref", ">=", 1.0, "never slower"),
+    Target("cpu", "fwdbwd", (256, 1024, 20),  "x_ref", ">=", 1.0, "never slower"),
+    Target("cuda", "fwd",    _small,                      "fused_us", "<=", 2.0, "<=2us/step"),
+    Target("cuda", "fwd",    lambda c: not _small(c),     "x_floor",  "<=", 1.5, "<=1.5x floor"),
+    Target("cuda", "fwd",    lambda c: True,              "x_ref",    ">=", 1.0, ">=1x cuDNN"),
+    Target("cuda", "fwdbwd", lambda c: c.B <= 64,         "x_ref",    ">=", 1.5, ">=1.5x cuDNN"),
+]
+
+
+def cpu_target_shapes():
+    return list(dict.fromkeys(t.where for t in TARGETS if t.device == "cpu"))
+
+
+def in_target_scope(cfg, device, tf32):
+    if cfg.layers != 1 or cfg.bidir or cfg.I != cfg.H:
+        return False
+    if device == "cpu":
+        return cfg.dtype == torch.float32
+    return cfg.T == 1000 and (cfg.dtype == torch.bfloat16 or (cfg.dtype == torch.float32 and not tf32))
+
+
+def check_targets(row, c, mode, args):
+    if not in_target_scope(c, args.device, args.tf32):
+        return
+    results = []
+    for t in TARGETS:
+        if t.device == args.device and t.mode == mode and t.applies(c):
+            v = row.get(t.metric)
+            met = v is not None and row["acc"] == "ok" and (v >= t.bound if t.op == ">=" else v <= t.bound)
+            results.append((t.label, met))
+    if results:
+        row["target"] = ", ".join(label for label, _ in results)
+        missed = [label for label, m in results if not m]
+        row["met"] = "met" if not missed else "MISSED" if len(results) == 1 else "MISSED " + ", ".join(missed)
