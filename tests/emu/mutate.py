@@ -82,6 +82,16 @@ MUTANTS = {
         "      else Bs[i / BN][i % BN] = bv_ld[it];\n    }\n    __syncthreads();\n",
         "      else Bs[i / BN][i % BN] = bv_ld[it];\n    }\n    if (tid < NT / 2) __syncthreads();\n",
         "f32-stepwise", "a barrier under divergent control flow"),
+    "cell-incomplete-reduction": (
+        "cuda/device/cell.cuh",
+        "  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);",
+        "  for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);",
+        "f32-cell", "a warp reduction that misses a stage (the cell step)"),
+    "cell-bwd-wrong-stride": (
+        "cuda/device/cell.cuh",
+        "  const int64_t ld = from_ih ? I : H;",
+        "  const int64_t ld = from_ih ? H : I;",
+        "f32-cell", "a wrong row stride of W_ih / W_hh in the cell backward"),
     "host-group-not-cooperative": (
         "cuda/host.cuh",
         "  spec.cooperative = pl.G > 1;\n",
