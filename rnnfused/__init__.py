@@ -1,16 +1,18 @@
 """rnnfused: a drop-in torch.nn.RNN whose recurrence runs in fused C++/CUDA kernels.
 
     from rnnfused import FusedRNN          # same constructor, parameters and outputs as nn.RNN
-    model = rnnfused.convert(model)        # or swap every nn.RNN inside an existing model
+    from rnnfused import FusedRNNCell      # the same for nn.RNNCell
+    model = rnnfused.convert(model)        # or swap every nn.RNN / nn.RNNCell inside a model
 """
 import torch  # noqa: F401  (loads libtorch before our extension)
 
 from . import _C  # noqa: F401  (registers torch.ops.rnnfused.*)
 from . import ops
+from .cell import FusedRNNCell
 from .module import FusedRNN, convert
 
 __version__ = "0.1.0"
-__all__ = ["FusedRNN", "convert", "ops", "built_with_cuda", "cuda_kernel_name"]
+__all__ = ["FusedRNN", "FusedRNNCell", "convert", "ops", "built_with_cuda", "cuda_kernel_name"]
 
 
 def built_with_cuda() -> bool:
