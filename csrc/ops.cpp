@@ -187,6 +187,36 @@ struct NoAutocast {
 // ------------------------------------------------------------------------------------------------
 // The fused cell step (FusedRNNCell, and FusedRNN's step input mode)
 
+// Multiply-adds of one step, B·(I+H)·H, up to which the fused cell kernel beats ATen's BLAS
+// (two GEMM calls and the activation) on the CPU. Measured on a 2-core AMD EPYC (AVX2) with the
+// plain cell kernel of csrc/cpu/rnn_cpu_cell.cpp: retune when that kernel is vectorised.
+constexpr int64_t kCellFusedMaxWork = int64_t(1) << 14;
+
+// Whether the CPU cell step runs the fused kernel (else the BLAS). RNNFUSED_CPU_KERNEL=fused|gemm
+// forces one, as it does for the recurrence (tests run both on the same inputs).
+bool cpu_cell_fused(int64_t B, int64_t I, int64_t H) {
+  const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
+  if (env && *env) {
+    const std::string e(env);
+    if (e == "fused") return true;
+    if (e == "gemm") return false;
+  }
+  return B * (I + H) * H <= kCellFusedMaxWork;
+}
+
+// The cell step in ATen ops (BLAS GEMMs), in place into h_new: for large products on the CPU, and
+// for the CUDA path until its cell kernel lands.
+void cell_step_aten(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
+                    const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu,
+                    Tensor& h_new) {
+  if (b_ih.has_value()) at::addmm_out(h_new, *b_ih, x, w_ih.t());
+  else at::mm_out(h_new, x, w_ih.t());
+  h_new.addmm_(h, w_hh.t());
+  if (b_hh.has_value()) h_new.add_(*b_hh);
+  if (relu) h_new.relu_();
+  else h_new.tanh_();
+}
+
 // h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh); every tensor contiguous, h_new (B, H) written.
 void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
                const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu, Tensor& h_new) {
@@ -199,6 +229,10 @@ void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tenso
     if (b_ih.has_value()) z.add_(b_ih->to(acc));
     if (b_hh.has_value()) z.add_(b_hh->to(acc));
     h_new.copy_(relu ? z.relu_() : z.tanh_());
+    return;
+  }
+  if (!cpu_cell_fused(x.size(0), x.size(1), w_hh.size(0))) {
+    cell_step_aten(x, h, w_ih, w_hh, b_ih, b_hh, relu, h_new);
     return;
   }
   RNNCellParams p;
@@ -220,8 +254,9 @@ void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tenso
 // grad_h = dz W_hh (each only where wanted: pass undefined tensors to skip).
 void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, const Tensor& w_hh,
                    bool relu, Tensor& dz, Tensor& grad_x, Tensor& grad_h) {
-  if (on_cuda_path(g)) {
-    // COMPOSITE, TO BE REPLACED by rnn_cell_bwd_cuda (see cell_step).
+  if (on_cuda_path(g) || !cpu_cell_fused(g.size(0), w_ih.size(1), w_hh.size(0))) {
+    // ATen ops: on the CPU for large products (as in cell_step); on the CUDA path a COMPOSITE,
+    // TO BE REPLACED by rnn_cell_bwd_cuda (see cell_step).
     dz.copy_(relu ? at::threshold_backward(g, h_new, 0) : at::tanh_backward(g, h_new));
     if (grad_x.defined()) at::mm_out(grad_x, dz, w_ih);
     if (grad_h.defined()) at::mm_out(grad_h, dz, w_hh);
@@ -255,11 +290,12 @@ void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, con
 // Step needs no lengths (unpacked input) and, until the CUDA cell kernel lands, the CPU.
 enum class InputMode { Step, Hoist };
 
-// Largest T for which auto picks the step kernel on the CPU, for these sizes.
-// Measured on a 2-core AMD EPYC (AVX2) with the plain cell kernel (bench/results/NOTES-cpu.md).
+// Largest T for which auto steps on the CPU. T = 1: always (one cell step, fused kernel or BLAS,
+// costs less than the GEMM, the bias add and the recurrence kernel's set-up of the hoisted path).
+// Measured on a 2-core AMD EPYC (AVX2), bench/bench_stepping.py.
 int64_t step_max_T(int64_t B, int64_t I, int64_t H) {
-  const int64_t work = B * (I + H) * H;  // multiply-adds of one step
-  return work <= (int64_t(1) << 15) ? 1 : 0;
+  (void)B, (void)I, (void)H;
+  return 1;
 }
 
 InputMode input_mode(const Tensor& x, int64_t T, int64_t B, int64_t I, int64_t H, bool masked) {

@@ -12,9 +12,11 @@ from torch import Tensor, nn
 
 from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
-from .module import _autocast, _autocast_dtype
+from .module import _any_autocast, _autocast, _autocast_dtype
 
 __all__ = ["FusedRNNCell"]
+
+_cell_op = torch.ops.rnnfused.rnn_cell.default  # the fused step (csrc/ops.cpp), autograd included
 
 
 class FusedRNNCell(nn.RNNCellBase):
@@ -59,21 +61,32 @@ class FusedRNNCell(nn.RNNCellBase):
             relu = True
         else:
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        w_ih, w_hh, b_ih, b_hh = self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
         if not torch.jit.is_scripting():
-            dtype = _autocast_dtype(input.device.type)
-            if dtype is not None:
-                input, hx, w_ih, w_hh = _autocast(input, dtype), _autocast(hx, dtype), _autocast(w_ih, dtype), _autocast(w_hh, dtype)
+            w_ih, w_hh, b_ih, b_hh = self._weights()
+            if _any_autocast():
+                dtype = _autocast_dtype(input.device.type)
+                input, hx = _autocast(input, dtype), _autocast(hx, dtype)
+                w_ih, w_hh = _autocast(w_ih, dtype), _autocast(w_hh, dtype)
                 b_ih, b_hh = _autocast(b_ih, dtype), _autocast(b_hh, dtype)
             if _onnx.in_dynamo_export():
                 ret = _onnx.cell_symbolic(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
             else:
-                ret = torch.ops.rnnfused.rnn_cell(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
+                ret = _cell_op(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
         else:
-            ret = torch.ops.rnnfused.rnn_cell(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
+            ret = torch.ops.rnnfused.rnn_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, relu)
         if not is_batched:
             ret = ret.squeeze(0)
         return ret
+
+    def _weights(self):
+        """(weight_ih, weight_hh, bias_ih, bias_hh) from _parameters directly (Module.__getattr__
+        costs about a microsecond each); through getattr where a weight is not a registered
+        parameter (parametrize, or one replaced by a plain tensor)."""
+        p = self._parameters
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        if all(n in p for n in names):
+            return p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
+        return tuple(getattr(self, n) for n in names)
 
     @classmethod
     def from_cell(cls, cell: nn.RNNCell) -> "FusedRNNCell":

@@ -24,6 +24,8 @@ from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 
 __all__ = ["FusedRNN", "convert"]
 
+_rnn_op = torch.ops.rnnfused.rnn.default  # the op (csrc/ops.cpp): every layer, direction, dropout
+
 
 class FusedRNN(nn.RNNBase):
     r"""A drop-in replacement for :class:`torch.nn.RNN` (Elman RNN, tanh or relu).
@@ -66,7 +68,6 @@ class FusedRNN(nn.RNNBase):
         pass
 
     def forward(self, input, hx=None):  # noqa: F811
-        self._update_flat_weights()
         num_directions = 2 if self.bidirectional else 1
         orig_input = input
         batch_sizes: Optional[Tensor] = None
@@ -113,16 +114,22 @@ class FusedRNN(nn.RNNBase):
         x = input.transpose(0, 1) if batch_sizes is None and self.batch_first else input
         if x.size(0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-        weights = self._flat_weights
+        relu = self.mode == "RNN_RELU"
         if not torch.jit.is_scripting():
-            x, hx, weights = _autocast_all(x, hx, weights)
-            self._check_devices(x, hx)
+            x, hx, weights = _autocast_all(x, hx, self._weights())
+            self._check_devices(x, hx, weights[0])
             if _onnx.in_dynamo_export():
                 output, hidden = _onnx.rnn_symbolic(self, x, hx, weights, batch_sizes)
             else:
-                output, hidden = self._rnn(x, hx, weights, batch_sizes)
+                output, hidden = _rnn_op(
+                    x, hx, weights, batch_sizes, self.bias, self.num_layers, self.bidirectional, relu,
+                    float(self.dropout), self.training,
+                )
         else:
-            output, hidden = self._rnn(x, hx, weights, batch_sizes)
+            output, hidden = torch.ops.rnnfused.rnn(
+                x, hx, self._flat_weights, batch_sizes, self.bias, self.num_layers, self.bidirectional, relu,
+                float(self.dropout), self.training,
+            )
 
         if isinstance(orig_input, PackedSequence):
             output_packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -134,25 +141,19 @@ class FusedRNN(nn.RNNBase):
             hidden = hidden.squeeze(1)
         return output, hidden
 
-    def _rnn(
-        self, x: Tensor, hx: Tensor, weights: List[Tensor], batch_sizes: Optional[Tensor]
-    ) -> Tuple[Tensor, Tensor]:
-        """The op: every layer and direction, dropout between layers, autograd (csrc/ops.cpp)."""
-        return torch.ops.rnnfused.rnn(
-            x,
-            hx,
-            weights,
-            batch_sizes,
-            self.bias,
-            self.num_layers,
-            self.bidirectional,
-            self.mode == "RNN_RELU",
-            float(self.dropout),
-            self.training,
-        )
+    def _weights(self) -> List[Tensor]:
+        """The current weights in nn.RNN's order. nn.RNN's own _update_flat_weights() costs
+        microseconds a call (weak references, getattr per name); this checks identity against
+        _parameters and rebuilds only when a weight was replaced or is computed (parametrize)."""
+        weights = self._flat_weights
+        params = self._parameters
+        for name, w in zip(self._flat_weights_names, weights):
+            if params.get(name) is not w:
+                self._init_flat_weights()
+                return self._flat_weights
+        return weights
 
-    def _check_devices(self, x: Tensor, hx: Tensor) -> None:
-        w = self._flat_weights[0]
+    def _check_devices(self, x: Tensor, hx: Tensor, w: Tensor) -> None:
         if x.device != w.device:
             raise RuntimeError(
                 f"Input and parameter tensors are not at the same device, found input tensor at "
@@ -215,9 +216,16 @@ def _autocast(t: Optional[Tensor], dtype: Optional[torch.dtype]) -> Optional[Ten
     return t.to(dtype)
 
 
+# One cheap call that says whether autocast is on for any device (the per-device query needs the
+# tensor's device first, which costs more than the whole check when autocast is off).
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
+
+
 def _autocast_all(x: Tensor, hx: Tensor, weights: List[Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
     """x, hx and the weights as nn.RNN computes with them under autocast (unchanged when it is
     off). Eager mode only: TorchScript has no autocast state to read here."""
+    if not _any_autocast():
+        return x, hx, weights
     dtype = _autocast_dtype(x.device.type)
     if dtype is None:
         return x, hx, weights

@@ -115,8 +115,11 @@ def _register_torchscript_symbolics() -> None:
         act = "Relu" if relu else "Tanh"
         if sh._is_none(batch_sizes):
             seq_lens = none_input(g)
-        else:  # PackPadded's "batch sizes" are the padded batch's lengths here (torch's ONNX passes)
-            seq_lens = g.op("Cast", batch_sizes, to_i=6)  # int32
+        else:
+            # From pack_padded_sequence, exported as prim::PackPadded(padded input, int32 lengths):
+            # torch's ONNX peephole pass moves the packing past the RNN nodes, so the RNN reads the
+            # padded input, and these "batch sizes" become the lengths (sequence_lens), as for nn.RNN.
+            seq_lens = batch_sizes
         layer_in = input
         h_n = []
         for layer in range(num_layers):
