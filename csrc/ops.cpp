@@ -658,10 +658,10 @@ struct Packing {
   Tensor lengths;  // (B,) int64 on the data's device
   Tensor index;    // (N,) int64 on the data's device: packed row n -> t·B + b
 
-  // (N, F) -> (T, B, F), zeros where inactive. Differentiable (index_copy).
+  // (N, F) -> (T, B, F), zeros where inactive. Differentiable (index_copy_ into fresh zeros).
   Tensor pad(const Tensor& packed) const {
     const int64_t F = packed.size(1);
-    return at::zeros({T * B, F}, packed.options()).index_copy(0, index, packed).view({T, B, F});
+    return at::zeros({T * B, F}, packed.options()).index_copy_(0, index, packed).view({T, B, F});
   }
   // (T, B, F) -> (N, F). Differentiable (index_select).
   Tensor pack(const Tensor& padded) const {
@@ -669,7 +669,7 @@ struct Packing {
   }
 };
 
-Packing make_packing(const Tensor& batch_sizes, const Tensor& data) {
+Packing make_packing(const Tensor& batch_sizes, const Tensor& data, const Tensor& hx) {
   TORCH_CHECK(batch_sizes.dim() == 1 && batch_sizes.scalar_type() == at::kLong &&
                   batch_sizes.device().is_cpu(),
               "rnnfused: batch_sizes must be a 1-D int64 CPU tensor (a PackedSequence's), got ",
@@ -688,6 +688,8 @@ Packing make_packing(const Tensor& batch_sizes, const Tensor& data) {
   }
   TORCH_CHECK(pk.N == data.size(0), "rnnfused: packed input has ", data.size(0),
               " rows but batch_sizes sum to ", pk.N);
+  TORCH_CHECK(hx.size(1) == pk.B, "rnnfused: hx has batch size ", hx.size(1),
+              " but the packed input's is ", pk.B);
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
   Tensor lengths = at::zeros({pk.B}, cpu_long);
   Tensor index = at::empty({pk.N}, cpu_long);
@@ -763,7 +765,7 @@ RNNResult rnn_impl(const Tensor& input, const Tensor& hx, TensorList params,
                    const optional<Tensor>& batch_sizes, const RNNConfig& c, bool want_saved) {
   const bool packed = batch_sizes.has_value();
   Packing pk;
-  if (packed) pk = make_packing(*batch_sizes, input);
+  if (packed) pk = make_packing(*batch_sizes, input, hx);
   const optional<Tensor> lengths = packed ? optional<Tensor>(pk.lengths) : std::nullopt;
   const Tensor x = packed ? pk.pad(input) : input;
   const int64_t B = x.size(1), H = params[1].size(0);
@@ -839,7 +841,7 @@ std::tuple<Tensor, Tensor, std::vector<Tensor>> rnn_backward(
               " saved tensors, got ", saved.size());
   const bool packed = batch_sizes.has_value();
   Packing pk;
-  if (packed) pk = make_packing(*batch_sizes, input);
+  if (packed) pk = make_packing(*batch_sizes, input, hx);
   const optional<Tensor> lengths = packed ? optional<Tensor>(pk.lengths) : std::nullopt;
   auto padded = [&](const Tensor& t) { return packed ? pk.pad(t) : t; };
   const int64_t H = params[1].size(0);
@@ -939,7 +941,7 @@ std::tuple<Tensor, Tensor> composite_rnn(const Tensor& input, const Tensor& hx, 
                                          TensorList noises) {
   const bool packed = batch_sizes.has_value();
   Packing pk;
-  if (packed) pk = make_packing(*batch_sizes, input);
+  if (packed) pk = make_packing(*batch_sizes, input, hx);
   const optional<Tensor> lengths = packed ? optional<Tensor>(pk.lengths) : std::nullopt;
   Tensor layer_in = packed ? pk.pad(input) : input;
   std::vector<Tensor> h_n;

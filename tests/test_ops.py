@@ -245,3 +245,18 @@ def test_rnn_op_dropout_uses_f_dropout_noise():
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert not torch.equal(fused(x)[0], fused.eval()(x)[0])
+
+
+def test_rnn_op_rejects_bad_arguments():
+    x, hx, params, batch_sizes, *rest = rnn_args(packed=True, requires_grad=False)
+    with pytest.raises(RuntimeError, match="batch size"):
+        ops.rnn(x, hx[:, :2], params, batch_sizes, *rest)
+    with pytest.raises(RuntimeError, match="rows"):
+        ops.rnn(x[:-1], hx, params, batch_sizes, *rest)
+    with pytest.raises(RuntimeError, match="parameter tensors"):
+        ops.rnn(x, hx, params[:-1], batch_sizes, *rest)
+    x, hx, params, _, *rest = rnn_args(requires_grad=False)
+    with pytest.raises(RuntimeError, match="w_ih"):
+        ops.rnn(x, hx, [params[0][:, :2]] + params[1:], None, *rest)
+    with pytest.raises(RuntimeError, match="hx"):
+        ops.rnn(x, hx[:, :2], params, None, *rest)
