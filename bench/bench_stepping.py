@@ -197,6 +197,51 @@ def table(rows, markdown):
     return ["  ".join(c.rjust(w[i]) for i, c in enumerate(row)) for row in cells]
 
 
+def breakdown(reps=25, n=300):
+    """Where one call goes, B=1, H=64, T=1, one layer, parameters requiring grad: the module
+    call, the op call alone (with and without autograd), nn's own op, and the Python argument
+    checks both modules run. Minimum over `reps` interleaved timings of `n` calls, in us."""
+    torch.manual_seed(0)
+    rnn = nn.RNN(64, 64)
+    fused = FusedRNN.from_rnn(rnn)
+    cell = nn.RNNCell(64, 64)
+    fcell = FusedRNNCell.from_cell(cell)
+    x, h = torch.randn(1, 1, 64), torch.randn(1, 1, 64)
+    xc, hc = x[0], h[0]
+    w = fused._flat_weights
+    cw = (fcell.weight_ih, fcell.weight_hh, fcell.bias_ih, fcell.bias_hh)
+    rnn_op = torch.ops.rnnfused.rnn.default
+    cell_op = torch.ops.rnnfused.rnn_cell.default
+
+    wd = [t.detach() for t in w]  # the same weights, no autograd
+    cwd = [t.detach() for t in cw]
+
+    items = [
+        ("nn.RNN module call", lambda: rnn(x, h)),
+        ("FusedRNN module call", lambda: fused(x, h)),
+        ("torch._VF.rnn_tanh (nn.RNN's op), autograd", lambda: torch._VF.rnn_tanh(x, h, w, True, 1, 0.0, False, False, False)),
+        ("rnnfused::rnn op, autograd (C++)", lambda: rnn_op(x, h, w, None, True, 1, False, False, 0.0, False)),
+        ("rnnfused::rnn op, tensors without grad", lambda: rnn_op(x, h, wd, None, True, 1, False, False, 0.0, False)),
+        ("nn.RNNBase.check_forward_args (both modules)", lambda: fused.check_forward_args(x, h, None)),
+        ("nn.RNNCell module call", lambda: cell(xc, hc)),
+        ("FusedRNNCell module call", lambda: fcell(xc, hc)),
+        ("torch._VF.rnn_tanh_cell (nn.RNNCell's op), autograd", lambda: torch._VF.rnn_tanh_cell(xc, hc, *cw)),
+        ("rnnfused::rnn_cell op, autograd (C++)", lambda: cell_op(xc, hc, *cw, False)),
+        ("rnnfused::rnn_cell op, tensors without grad", lambda: cell_op(xc, hc, *cwd, False)),
+    ]
+    for _, f in items:
+        for _ in range(50):
+            f()
+    best = {name: float("inf") for name, _ in items}
+    for _ in range(reps):  # interleaved, so drift in the machine's speed hits every item alike
+        for name, f in items:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            best[name] = min(best[name], (time.perf_counter() - t0) / n * 1e6)
+    return list(best.items())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for both (default 1)")
@@ -206,6 +251,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="--reps 9")
     p.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     p.add_argument("--report", help="write a markdown report to this path")
+    p.add_argument("--breakdown", action="store_true",
+                   help="only time where one call goes (B=1, H=64, T=1), then exit")
     args = p.parse_args(argv)
     if args.quick:
         args.reps = 9
@@ -223,6 +270,10 @@ def main(argv=None):
         "command": " ".join(shlex.quote(a) for a in ["python"] + (sys.argv if argv is None else ["bench/bench_stepping.py"] + argv)),
     }
     print("\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)
+    if args.breakdown:
+        for name, us in breakdown():
+            print(f"{us:8.1f} us  {name}")
+        return 0
     start = proc_sample()
     rows = []
     for kind, B, H, L, T in ROWS:
