@@ -1,7 +1,8 @@
 """rnnfused: a drop-in torch.nn.RNN whose recurrence runs in fused C++/CUDA kernels.
 
     from rnnfused import FusedRNN          # same constructor, parameters and outputs as nn.RNN
-    model = rnnfused.convert(model)        # or swap every nn.RNN inside an existing model
+    from rnnfused import FusedRNNCell      # the same for nn.RNNCell
+    model = rnnfused.convert(model)        # or swap every nn.RNN / nn.RNNCell inside a model
 """
 import warnings
 
@@ -18,10 +19,11 @@ with warnings.catch_warnings():
 
     _C = load_extension()  # checks the torch it was built for first; registers torch.ops.rnnfused.*
     from . import ops
+    from .cell import FusedRNNCell
     from .module import FusedRNN, convert
 
 __version__ = "0.1.0"
-__all__ = ["FusedRNN", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "build_info"]
+__all__ = ["FusedRNN", "FusedRNNCell", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "build_info"]
 
 
 def built_with_cuda() -> bool:

@@ -1,24 +1,30 @@
 """FusedRNN: torch.nn.RNN's interface over rnnfused's fused kernels.
 
-Argument handling lives here: batch_first, unbatched input, PackedSequence, h0 default, layers ×
-directions, dropout between layers. Each layer-direction is one call of the rnnfused::rnn_fwd op.
+Argument handling lives here: batch_first, unbatched input, PackedSequence, h0 default, autocast's
+casting rule. Everything else (every layer and direction, the dropout between layers, and autograd)
+is ONE call of the rnnfused::rnn op, so a short sequence pays Python once per call, not once per
+layer-direction.
 
 FusedRNN derives from nn.RNNBase (the parameter machinery behind nn.RNN: the same parameter names,
-shapes, initialisation, extra_repr, state_dict and argument checks), not from nn.RNN itself:
-torch.compile(fullgraph=True) refuses any nn.RNN/GRU/LSTM instance ("Attempted to wrap RNN, GRU,
-or LSTM"), and FusedRNN is meant to compile.
+shapes, initialisation, extra_repr, state_dict, argument checks and `_flat_weights`), not from
+nn.RNN itself: torch.compile(fullgraph=True) refuses any nn.RNN/GRU/LSTM instance ("Attempted to
+wrap RNN, GRU, or LSTM"), and FusedRNN is meant to compile. Its forward is TorchScript-compatible
+(the same overloads as nn.RNN's); under torch.onnx.export it emits the standard ONNX RNN operator
+(rnnfused/onnx.py).
 """
 import warnings
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import ops
+from . import onnx as _onnx
+from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 
 __all__ = ["FusedRNN", "convert"]
+
+_rnn_op = torch.ops.rnnfused.rnn.default  # the op (csrc/ops.cpp): every layer, direction, dropout
 
 
 class FusedRNN(nn.RNNBase):
@@ -49,37 +55,42 @@ class FusedRNN(nn.RNNBase):
         else:
             raise ValueError(f"Unknown nonlinearity '{self.nonlinearity}'. Select from 'tanh' or 'relu'.")
         super().__init__(mode, *args, **kwargs)
-        # Parameter names per (layer, direction), in the order the op takes them.
-        self._layer_param_names: List[List[Tuple[str, ...]]] = []
-        for layer in range(self.num_layers):
-            per_dir = []
-            for direction in range(2 if self.bidirectional else 1):
-                sfx = f"l{layer}" + ("_reverse" if direction == 1 else "")
-                names = (f"weight_ih_{sfx}", f"weight_hh_{sfx}")
-                if self.bias:
-                    names += (f"bias_ih_{sfx}", f"bias_hh_{sfx}")
-                per_dir.append(names)
-            self._layer_param_names.append(per_dir)
 
-    def forward(
-        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None
-    ) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
+    # The overloads nn.RNN declares, so torch.jit.script compiles forward once per input type.
+    @torch._jit_internal._overload_method  # noqa: F811
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:  # noqa: F811
+        pass
+
+    @torch._jit_internal._overload_method  # noqa: F811
+    def forward(  # noqa: F811
+        self, input: PackedSequence, hx: Optional[Tensor] = None
+    ) -> Tuple[PackedSequence, Tensor]:
+        pass
+
+    def forward(self, input, hx=None):  # noqa: F811
         num_directions = 2 if self.bidirectional else 1
-        is_packed = isinstance(input, PackedSequence)
-        lengths = None
-        unsorted_indices = None
-        if is_packed:
-            data, batch_sizes, sorted_indices, unsorted_indices = input
-            if hx is not None:
+        orig_input = input
+        batch_sizes: Optional[Tensor] = None
+        sorted_indices: Optional[Tensor] = None
+        unsorted_indices: Optional[Tensor] = None
+        is_batched = True
+        batch_dim = 0 if self.batch_first else 1
+        if isinstance(orig_input, PackedSequence):
+            input, batch_sizes, sorted_indices, unsorted_indices = orig_input
+            if hx is None:
+                hx = torch.zeros(
+                    self.num_layers * num_directions,
+                    int(batch_sizes[0]),
+                    self.hidden_size,
+                    dtype=input.dtype,
+                    device=input.device,
+                )
+            else:
                 hx = self.permute_hidden(hx, sorted_indices)
-            self.check_input(data, batch_sizes)
-            x, lengths, lengths_cpu, max_batch_size = _pad_packed(data, batch_sizes)
-            check_ref, check_sizes = data, batch_sizes
         else:
             if input.dim() not in (2, 3):
                 raise ValueError(f"RNN: Expected input to be 2D or 3D, got {input.dim()}D tensor instead")
             is_batched = input.dim() == 3
-            batch_dim = 0 if self.batch_first else 1
             if not is_batched:
                 input = input.unsqueeze(batch_dim)
                 if hx is not None:
@@ -90,38 +101,59 @@ class FusedRNN(nn.RNNBase):
                     hx = hx.unsqueeze(1)
             elif hx is not None and hx.dim() != 3:
                 raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor")
-            max_batch_size = input.size(0) if self.batch_first else input.size(1)
-            x = input.transpose(0, 1) if self.batch_first else input
-            check_ref, check_sizes = input, None
-        if hx is None:
-            hx = torch.zeros(
-                self.num_layers * num_directions,
-                max_batch_size,
-                self.hidden_size,
-                dtype=x.dtype,
-                device=x.device,
-            )
-        self.check_forward_args(check_ref, hx, check_sizes)
-        cast_dtype = _autocast_dtype(x.device.type)  # weights are cast in _run
-        x, hx = _autocast(x, cast_dtype), _autocast(hx, cast_dtype)
-        self._check_devices(x, hx)
+            if hx is None:
+                max_batch_size = input.size(0) if self.batch_first else input.size(1)
+                hx = torch.zeros(
+                    self.num_layers * num_directions,
+                    max_batch_size,
+                    self.hidden_size,
+                    dtype=input.dtype,
+                    device=input.device,
+                )
+        self.check_forward_args(input, hx, batch_sizes)
+        x = input.transpose(0, 1) if batch_sizes is None and self.batch_first else input
         if x.size(0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        relu = self.mode == "RNN_RELU"
+        if not torch.jit.is_scripting():
+            x, hx, weights = _autocast_all(x, hx, self._weights())
+            self._check_devices(x, hx, weights[0])
+            if _onnx.in_dynamo_export():
+                output, hidden = _onnx.rnn_symbolic(self, x, hx, weights, batch_sizes)
+            else:
+                output, hidden = _rnn_op(
+                    x, hx, weights, batch_sizes, self.bias, self.num_layers, self.bidirectional, relu,
+                    float(self.dropout), self.training,
+                )
+        else:
+            output, hidden = torch.ops.rnnfused.rnn(
+                x, hx, self._flat_weights, batch_sizes, self.bias, self.num_layers, self.bidirectional, relu,
+                float(self.dropout), self.training,
+            )
 
-        output, h_n = self._run(x, hx, lengths)
-
-        if is_packed:
-            packed = PackedSequence(_pack_padded(output, lengths_cpu), batch_sizes, sorted_indices, unsorted_indices)
-            return packed, self.permute_hidden(h_n, unsorted_indices)
+        if isinstance(orig_input, PackedSequence):
+            output_packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return output_packed, self.permute_hidden(hidden, unsorted_indices)
         if self.batch_first:
             output = output.transpose(0, 1)
         if not is_batched:
             output = output.squeeze(batch_dim)
-            h_n = h_n.squeeze(1)
-        return output, h_n
+            hidden = hidden.squeeze(1)
+        return output, hidden
 
-    def _check_devices(self, x: Tensor, hx: Tensor) -> None:
-        w = self._flat_weights[0]
+    def _weights(self) -> List[Tensor]:
+        """The current weights in nn.RNN's order. nn.RNN's own _update_flat_weights() costs
+        microseconds a call (weak references, getattr per name); this checks identity against
+        _parameters and rebuilds only when a weight was replaced or is computed (parametrize)."""
+        weights = self._flat_weights
+        params = self._parameters
+        for name, w in zip(self._flat_weights_names, weights):
+            if params.get(name) is not w:
+                self._init_flat_weights()
+                return self._flat_weights
+        return weights
+
+    def _check_devices(self, x: Tensor, hx: Tensor, w: Tensor) -> None:
         if x.device != w.device:
             raise RuntimeError(
                 f"Input and parameter tensors are not at the same device, found input tensor at "
@@ -134,34 +166,6 @@ class FusedRNN(nn.RNNBase):
             )
         if hx.dtype != x.dtype:
             raise RuntimeError(f"Expected hidden state dtype {x.dtype} (the input's), got {hx.dtype}")
-
-    def _run(self, x: Tensor, hx: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        relu = self.mode == "RNN_RELU"
-        cast_dtype = _autocast_dtype(x.device.type)
-        layer_input = x
-        h_n: List[Tensor] = []
-        for layer, per_dir in enumerate(self._layer_param_names):
-            outs = []
-            for direction, names in enumerate(per_dir):
-                params = [_autocast(getattr(self, n), cast_dtype) for n in names]
-                b_ih, b_hh = (params[2], params[3]) if self.bias else (None, None)
-                out, h = ops.rnn_fwd(
-                    layer_input,
-                    hx[layer * len(per_dir) + direction],
-                    params[0],
-                    params[1],
-                    b_ih,
-                    b_hh,
-                    lengths,
-                    relu,
-                    direction == 1,
-                )
-                outs.append(out)
-                h_n.append(h)
-            layer_input = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-                layer_input = F.dropout(layer_input, p=self.dropout, training=True)
-        return layer_input, torch.stack(h_n, 0)
 
     def flatten_parameters(self) -> None:
         """A no-op kept for compatibility: code written for nn.RNN calls it to reset cuDNN's
@@ -191,25 +195,9 @@ class FusedRNN(nn.RNNBase):
             )
         for name in rnn._flat_weights_names:
             setattr(fused, name, getattr(rnn, name))
+        fused._init_flat_weights()  # refresh the weak references to the (replaced) meta weights
         fused.train(rnn.training)
         return fused
-
-
-@torch.compiler.disable
-def _pad_packed(data: Tensor, batch_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor, int]:
-    """A PackedSequence's data as a time-major padded batch (sorted order, lengths
-    non-increasing, on data's device) and its batch size. Shapes depend on batch_sizes' values,
-    so torch.compile runs this eagerly (a graph break) rather than failing on fake tensors."""
-    x, lengths = torch._VF._pad_packed_sequence(data, batch_sizes, False, 0.0, batch_sizes.size(0))
-    # lengths on data's device for the kernels, and on the CPU for packing back (no device sync)
-    return x, lengths.to(device=data.device), lengths, int(batch_sizes[0])
-
-
-@torch.compiler.disable
-def _pack_padded(output: Tensor, lengths_cpu: Tensor) -> Tensor:
-    """The inverse of _pad_packed: a padded time-major output back to packed data."""
-    data_out, _ = torch._VF._pack_padded_sequence(output, lengths_cpu, False)
-    return data_out
 
 
 def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
@@ -228,13 +216,41 @@ def _autocast(t: Optional[Tensor], dtype: Optional[torch.dtype]) -> Optional[Ten
     return t.to(dtype)
 
 
+# One cheap call that says whether autocast is on for any device (the per-device query needs the
+# tensor's device first, which costs more than the whole check when autocast is off).
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
+
+
+def _autocast_all(x: Tensor, hx: Tensor, weights: List[Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
+    """x, hx and the weights as nn.RNN computes with them under autocast (unchanged when it is
+    off). Eager mode only: TorchScript has no autocast state to read here."""
+    if not _any_autocast():
+        return x, hx, weights
+    dtype = _autocast_dtype(x.device.type)
+    if dtype is None:
+        return x, hx, weights
+    return _autocast(x, dtype), _autocast(hx, dtype), [_autocast(w, dtype) for w in weights]
+
+
 def convert(model: nn.Module) -> nn.Module:
-    """Replace every torch.nn.RNN inside `model` (in place) by a FusedRNN sharing its parameters.
-    Returns the model; if `model` itself is an nn.RNN, returns its FusedRNN."""
-    if isinstance(model, nn.RNN):
-        return FusedRNN.from_rnn(model)
+    """Replace every torch.nn.RNN and torch.nn.RNNCell inside `model` (in place) by a FusedRNN or
+    FusedRNNCell sharing its parameters. Returns the model; if `model` itself is one of them,
+    returns its replacement."""
+    from .cell import FusedRNNCell
+
+    def swap(m: nn.Module) -> Optional[nn.Module]:
+        if isinstance(m, nn.RNN):
+            return FusedRNN.from_rnn(m)
+        if isinstance(m, nn.RNNCell):
+            return FusedRNNCell.from_cell(m)
+        return None
+
+    replaced = swap(model)
+    if replaced is not None:
+        return replaced
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.RNN):
-                setattr(parent, name, FusedRNN.from_rnn(child))
+            new = swap(child)
+            if new is not None:
+                setattr(parent, name, new)
     return model

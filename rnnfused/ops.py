@@ -1,16 +1,44 @@
-"""torch.library glue for the rnnfused ops: typed wrappers, fake (shape-only) kernels for
-torch.compile / meta tensors, and the autograd rule (backward = the rnn_bwd op).
+"""torch.library glue for the rnnfused ops: typed wrappers and the fake (shape-only) kernels that
+torch.compile, torch.export and meta tensors use.
 
-The ops themselves (schemas, validation, CPU/CUDA kernels) live in csrc/ops.cpp.
+The ops themselves (schemas, validation, CPU/CUDA kernels) and their autograd (C++
+torch::autograd::Functions registered for the Autograd key, with exact double backward) live in
+csrc/ops.cpp.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.rnnfused.*)
 
-__all__ = ["rnn_fwd", "rnn_bwd"]
+__all__ = ["rnn", "rnn_fwd", "rnn_bwd", "rnn_cell", "rnn_cell_bwd"]
+
+
+def rnn(
+    input: Tensor,
+    hx: Tensor,
+    params: Sequence[Tensor],
+    batch_sizes: Optional[Tensor] = None,
+    has_biases: bool = True,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    relu: bool = False,
+    dropout: float = 0.0,
+    train: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """nn.RNN's whole forward in one op call: every layer and direction, and the dropout between
+    layers (when ``train`` and ``dropout > 0``). The arguments are those of ``torch._VF.rnn_tanh``
+    (time-major):
+
+    input (T, B, I), or a PackedSequence's data (N, I) with its ``batch_sizes``; hx
+    (num_layers * num_directions, B, H); params in nn.RNN's ``_flat_weights`` order (per layer,
+    per direction: w_ih, w_hh[, b_ih, b_hh]). Returns output (T, B, D*H) or packed (N, D*H), and
+    h_n (num_layers * num_directions, B, H).
+    """
+    return torch.ops.rnnfused.rnn.default(
+        input, hx, list(params), batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train
+    )
 
 
 def rnn_fwd(
@@ -54,6 +82,80 @@ def rnn_bwd(
     )
 
 
+def rnn_cell(
+    input: Tensor,
+    hx: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    relu: bool = False,
+) -> Tensor:
+    """One fused step, nn.RNNCell's forward: act(input W_ihᵀ + b_ih + hx W_hhᵀ + b_hh), with
+    input (B, I) and hx (B, H); one kernel call, no intermediate tensor."""
+    return torch.ops.rnnfused.rnn_cell.default(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
+
+
+def rnn_cell_bwd(
+    grad_hy: Tensor,
+    input: Tensor,
+    hx: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    hy: Tensor,
+    relu: bool,
+    output_mask: List[bool],
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Backward of rnn_cell: (d input, d hx, d w_ih, d w_hh, d bias). output_mask says which of
+    (input, hx, w_ih, w_hh, bias) are wanted; the others come back as empty tensors of shape (0,)."""
+    return torch.ops.rnnfused.rnn_cell_bwd.default(grad_hy, input, hx, w_ih, w_hh, hy, relu, output_mask)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fake kernels: output shapes only (no data), for FakeTensor / meta tensors.
+
+
+def _rnn_shapes(input, hx, params, batch_sizes, num_layers, bidirectional):
+    D = 2 if bidirectional else 1
+    H = params[1].shape[0]
+    if batch_sizes is not None:
+        torch._check(input.dim() == 2, lambda: f"rnnfused: packed input must be 2-D, got {input.dim()}-D")
+        out = (input.shape[0], D * H)
+    else:
+        torch._check(input.dim() == 3, lambda: f"rnnfused: input must be 3-D, got {input.dim()}-D")
+        out = (input.shape[0], input.shape[1], D * H)
+    return out, (num_layers * D, hx.shape[1], H)
+
+
+@torch.library.register_fake("rnnfused::rnn")
+def _rnn_fake(input, hx, params, batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train):
+    out, hn = _rnn_shapes(input, hx, params, batch_sizes, num_layers, bidirectional)
+    return input.new_empty(out), input.new_empty(hn)
+
+
+@torch.library.register_fake("rnnfused::rnn_train")
+def _rnn_train_fake(input, hx, params, batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train):
+    out, hn = _rnn_shapes(input, hx, params, batch_sizes, num_layers, bidirectional)
+    # Each layer's output but the last, then (dropout active) the noise applied to each.
+    n_saved = (num_layers - 1) * (2 if dropout > 0 and train and num_layers > 1 else 1)
+    return input.new_empty(out), input.new_empty(hn), [input.new_empty(out) for _ in range(n_saved)]
+
+
+@torch.library.register_fake("rnnfused::rnn_backward")
+def _rnn_backward_fake(
+    grad_output, grad_hn, input, hx, params, batch_sizes, output, saved, has_biases, num_layers,
+    bidirectional, relu, dropout, train, output_mask,
+):
+    def maybe(wanted, t):
+        return t.new_empty(t.shape if wanted else (0,))
+
+    return (
+        maybe(output_mask[0], input),
+        maybe(output_mask[1], hx),
+        [maybe(m, p) for m, p in zip(output_mask[2:], params)],
+    )
+
+
 @torch.library.register_fake("rnnfused::rnn_fwd")
 def _rnn_fwd_fake(input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse):
     torch._check(input.dim() == 3, lambda: f"rnnfused: input must be 3-D, got {input.dim()}-D")
@@ -79,77 +181,21 @@ def _rnn_bwd_fake(grad_output, grad_hn, input, h0, w_ih, w_hh, output, lengths, 
     )
 
 
-def _setup_context(ctx, inputs, output):
-    input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse = inputs
-    out, _ = output
-    ctx.relu = relu
-    ctx.reverse = reverse
-    # With lengths (a PackedSequence, padded by module.py), keep only the active steps of input and
-    # output: ragged batches pad to several times their data, and nn.RNN keeps packed data only.
-    # Inactive steps contribute nothing to any gradient (dz is 0 there), so zeros restore them
-    # exactly. Not while compiling: the packed size depends on the lengths' values.
-    ctx.compact = lengths is not None and not torch.compiler.is_compiling()
-    if ctx.compact:
-        active = _active(lengths, input.shape[0])
-        ctx.shapes = (input.shape, out.shape)
-        ctx.save_for_backward(_compact_input(input, lengths, active), h0, w_ih, w_hh, out[active], lengths)
-    else:
-        ctx.save_for_backward(input, h0, w_ih, w_hh, out, lengths)
+@torch.library.register_fake("rnnfused::rnn_cell")
+def _rnn_cell_fake(input, hx, w_ih, w_hh, b_ih, b_hh, relu):
+    torch._check(input.dim() == 2, lambda: f"rnnfused: input must be 2-D, got {input.dim()}-D")
+    return input.new_empty((input.shape[0], w_hh.shape[0]))
 
 
-def _compact_input(input, lengths, active):
-    """input[active], shared by the ops that read the same input with the same lengths (the two
-    directions of a bidirectional layer), so it is kept once. Cached on the input tensor itself,
-    so it lives no longer than that tensor, and keyed on its version, so an in-place change
-    invalidates it."""
-    cached = getattr(input, "_rnnfused_compact", None)
-    if cached is not None and cached[0] is lengths and cached[1] == input._version:
-        return cached[2]
-    compact = input[active]
-    input._rnnfused_compact = (lengths, input._version, compact)
-    return compact
+@torch.library.register_fake("rnnfused::rnn_cell_bwd")
+def _rnn_cell_bwd_fake(grad_hy, input, hx, w_ih, w_hh, hy, relu, output_mask):
+    def maybe(wanted, t):
+        return t.new_empty(t.shape if wanted else (0,))
 
-
-def _active(lengths, T):
-    """(T, B) bool: item b is active at step t."""
-    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
-
-
-def _saved(ctx):
-    """(input, h0, w_ih, w_hh, output, lengths) as the forward saw them."""
-    if not ctx.compact:
-        return ctx.saved_tensors
-    input_act, h0, w_ih, w_hh, out_act, lengths = ctx.saved_tensors
-    shape_in, shape_out = ctx.shapes
-    active = _active(lengths, shape_in[0])
-    input = input_act.new_zeros(shape_in).index_put_((active,), input_act)
-    out = out_act.new_zeros(shape_out).index_put_((active,), out_act)
-    return input, h0, w_ih, w_hh, out, lengths
-
-
-def _backward(ctx, grad_output, grad_hn):
-    input, h0, w_ih, w_hh, out, lengths = _saved(ctx)
-    need = ctx.needs_input_grad  # input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse
-    if not any(need[:6]):
-        return (None,) * 9
-    mask = [need[0], need[2], need[3], need[4] or need[5]]
-    d_in, d_h0, d_wih, d_whh, d_b = rnn_bwd(
-        grad_output, grad_hn, input, h0, w_ih, w_hh, out, lengths, ctx.relu, ctx.reverse, mask
-    )
-    # b_ih and b_hh get the same gradient; two tensors, so their .grad never alias.
-    d_b_ih = d_b if need[4] else None
-    d_b_hh = (d_b.clone() if need[4] else d_b) if need[5] else None
     return (
-        d_in if need[0] else None,
-        d_h0 if need[1] else None,
-        d_wih if need[2] else None,
-        d_whh if need[3] else None,
-        d_b_ih,
-        d_b_hh,
-        None,
-        None,
-        None,
+        maybe(output_mask[0], input),
+        maybe(output_mask[1], hx),
+        maybe(output_mask[2], w_ih),
+        maybe(output_mask[3], w_hh),
+        input.new_empty((w_hh.shape[0],) if output_mask[4] else (0,)),
     )
-
-
-torch.library.register_autograd("rnnfused::rnn_fwd", _backward, setup_context=_setup_context)

@@ -195,12 +195,14 @@ def test_finite_values_around_nan_inf_like_nn_rnn(nonlinearity, where):
 
 def _saved_bytes(model, x, hx=None):
     """Bytes of distinct floating-point storages autograd keeps for backward
-    (saved_tensors_hooks): the activations and weights. Integer bookkeeping (lengths,
-    batch_sizes: O(T + B) values, not activations) is left out."""
+    (saved_tensors_hooks): the activations. The module's own parameters are left out (saving a
+    reference to a parameter costs no memory; FusedRNN also keeps its biases, for double
+    backward), and so is integer bookkeeping (lengths, batch_sizes: O(T + B) values)."""
     storages = {}
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
     def pack(t):
-        if not t.is_floating_point():
+        if not t.is_floating_point() or t.untyped_storage().data_ptr() in params:
             return t
         s = t.untyped_storage()
         storages[s.data_ptr()] = max(storages.get(s.data_ptr(), 0), s.nbytes())

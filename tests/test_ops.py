@@ -145,3 +145,118 @@ def test_matches_pure_pytorch_reference(case, cpu_kernel):
     g_want = torch.autograd.grad(want, tensors, up)
     for g, w in zip(g_got, g_want):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# rnnfused::rnn: nn.RNN's whole forward (every layer and direction) in one op
+
+
+def rnn_args(L=2, D=2, bias=True, relu=False, packed=False, dropout=0.0, train=False, requires_grad=True):
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).mul_(0.5).requires_grad_(requires_grad)
+
+    T, B, I, H = 4, 3, 3, 4
+    params = []
+    for layer in range(L):
+        for _ in range(D):
+            params += [r(H, I if layer == 0 else D * H), r(H, H)] + ([r(H), r(H)] if bias else [])
+    batch_sizes = torch.tensor([3, 2, 2, 1]) if packed else None
+    x = r(int(batch_sizes.sum()), I) if packed else r(T, B, I)
+    return (x, r(L * D, B, H), params, batch_sizes, bias, L, D == 2, relu, dropout, train)
+
+
+RNN_CASES = [dict(), dict(L=1, D=1), dict(relu=True, bias=False), dict(packed=True), dict(packed=True, D=1, L=3),
+             dict(dropout=0.5)]  # dropout with train=False: off, as in nn.RNN
+
+
+@pytest.mark.parametrize("case", RNN_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
+def test_opcheck_rnn(case, cpu_kernel):
+    torch.library.opcheck(torch.ops.rnnfused.rnn.default, rnn_args(**case))
+
+
+@pytest.mark.parametrize("case", RNN_CASES[:5], ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
+def test_opcheck_rnn_train_and_backward(case):
+    args = rnn_args(**case, requires_grad=False)
+    torch.library.opcheck(torch.ops.rnnfused.rnn_train.default, args)
+    out, hn, saved = torch.ops.rnnfused.rnn_train(*args)
+    x, hx, params = args[:3]
+    mask = [True, False] + [i % 3 != 1 for i in range(len(params))]
+    torch.library.opcheck(
+        torch.ops.rnnfused.rnn_backward.default,
+        (torch.randn_like(out), torch.randn_like(hn), x, hx, params, args[3], out, saved, *args[4:], mask),
+    )
+
+
+@pytest.mark.parametrize("case", RNN_CASES[:5], ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
+def test_rnn_op_matches_layer_by_layer_reference(case, cpu_kernel):
+    """The one-call op against rnnfused.reference applied layer by layer, direction by direction
+    (padded, with the packed lengths): outputs, h_n and every gradient."""
+    from rnnfused.reference import rnn_fwd_ref
+
+    x, hx, params, batch_sizes, bias, L, bidir, relu, _, _ = args = rnn_args(**case)
+    D, P = (2 if bidir else 1), (4 if bias else 2)
+    if batch_sizes is not None:
+        T, B = len(batch_sizes), int(batch_sizes[0])
+        lengths = (torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)).sum(0)
+        pad = torch.nn.utils.rnn.pad_packed_sequence(
+            torch.nn.utils.rnn.PackedSequence(x, batch_sizes), total_length=T)[0]
+    else:
+        lengths, pad = None, x
+    layer_in, h_n = pad, []
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            w = params[(layer * D + d) * P:(layer * D + d + 1) * P]
+            out, h = rnn_fwd_ref(layer_in, hx[layer * D + d], w[0], w[1], *(w[2:] if bias else (None, None)),
+                                 lengths=lengths, relu=relu, reverse=d == 1)
+            outs.append(out)
+            h_n.append(h)
+        layer_in = torch.cat(outs, 2)
+    want_out = layer_in
+    if batch_sizes is not None:
+        want_out = torch.nn.utils.rnn.pack_padded_sequence(layer_in, lengths).data
+    want = (want_out, torch.stack(h_n))
+    got = ops.rnn(*args[:3], batch_sizes, bias, L, bidir, relu)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    leaves = [x, hx] + params
+    up = [torch.randn(w.shape, generator=torch.Generator().manual_seed(3), dtype=w.dtype) for w in want]
+    for a, b in zip(torch.autograd.grad(got, leaves, up), torch.autograd.grad(want, leaves, up)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_rnn_op_dropout_uses_f_dropout_noise():
+    """Training with dropout between layers: the op draws F.dropout's noise from the default
+    generator on nn.RNN's rows, so with the same seed it reproduces nn.RNN's CPU output exactly
+    (the semantics: zero with probability p, survivors scaled by 1/(1-p); layers after the
+    last get none)."""
+    from rnnfused import FusedRNN
+
+    torch.manual_seed(0)
+    ref = torch.nn.RNN(3, 4, num_layers=3, dropout=0.4, bidirectional=True, dtype=torch.float64)
+    fused = FusedRNN.from_rnn(ref)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    torch.manual_seed(7)
+    want = ref(x)
+    torch.manual_seed(7)
+    got = fused(x)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(fused(x)[0], fused.eval()(x)[0])
+
+
+def test_rnn_op_rejects_bad_arguments():
+    x, hx, params, batch_sizes, *rest = rnn_args(packed=True, requires_grad=False)
+    with pytest.raises(RuntimeError, match="batch size"):
+        ops.rnn(x, hx[:, :2], params, batch_sizes, *rest)
+    with pytest.raises(RuntimeError, match="rows"):
+        ops.rnn(x[:-1], hx, params, batch_sizes, *rest)
+    with pytest.raises(RuntimeError, match="parameter tensors"):
+        ops.rnn(x, hx, params[:-1], batch_sizes, *rest)
+    x, hx, params, _, *rest = rnn_args(requires_grad=False)
+    with pytest.raises(RuntimeError, match="w_ih"):
+        ops.rnn(x, hx, [params[0][:, :2]] + params[1:], None, *rest)
+    with pytest.raises(RuntimeError, match="hx"):
+        ops.rnn(x, hx[:, :2], params, None, *rest)

@@ -1,0 +1,111 @@
+"""FusedRNNCell: torch.nn.RNNCell's interface over rnnfused's fused cell step.
+
+One call is one op call (rnnfused::rnn_cell): h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) in one
+kernel, no intermediate tensor; autograd in C++ (csrc/ops.cpp). For stepping one input at a time
+(autoregressive generation, online control, RL, teaching code written with nn.RNNCell).
+"""
+import warnings
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import onnx as _onnx
+from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
+from .module import _any_autocast, _autocast, _autocast_dtype
+
+__all__ = ["FusedRNNCell"]
+
+_cell_op = torch.ops.rnnfused.rnn_cell.default  # the fused step (csrc/ops.cpp), autograd included
+
+
+class FusedRNNCell(nn.RNNCellBase):
+    r"""A drop-in replacement for :class:`torch.nn.RNNCell` (Elman cell, tanh or relu).
+
+    Same constructor (input_size, hidden_size, bias=True, nonlinearity='tanh', device=None,
+    dtype=None), parameter names (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``), shapes,
+    initialisation, inputs (batched ``(B, I)`` or unbatched ``(I,)``, optional ``hx``), output and
+    exceptions as ``nn.RNNCell``; a state_dict of one loads into the other.
+    """
+
+    __constants__ = ["input_size", "hidden_size", "bias", "nonlinearity"]
+    nonlinearity: str
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=1, device=device, dtype=dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        if input.dim() not in (1, 2):
+            raise ValueError(f"RNNCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None and hx.dim() not in (1, 2):
+            raise ValueError(f"RNNCell: Expected hidden to be 1D or 2D, got {hx.dim()}D instead")
+        is_batched = input.dim() == 2
+        if not is_batched:
+            input = input.unsqueeze(0)
+        if hx is None:
+            hx = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+        else:
+            hx = hx.unsqueeze(0) if not is_batched else hx
+        if self.nonlinearity == "tanh":
+            relu = False
+        elif self.nonlinearity == "relu":
+            relu = True
+        else:
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+        if not torch.jit.is_scripting():
+            w_ih, w_hh, b_ih, b_hh = self._weights()
+            if _any_autocast():
+                dtype = _autocast_dtype(input.device.type)
+                input, hx = _autocast(input, dtype), _autocast(hx, dtype)
+                w_ih, w_hh = _autocast(w_ih, dtype), _autocast(w_hh, dtype)
+                b_ih, b_hh = _autocast(b_ih, dtype), _autocast(b_hh, dtype)
+            if _onnx.in_dynamo_export():
+                ret = _onnx.cell_symbolic(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
+            else:
+                ret = _cell_op(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
+        else:
+            ret = torch.ops.rnnfused.rnn_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, relu)
+        if not is_batched:
+            ret = ret.squeeze(0)
+        return ret
+
+    def _weights(self):
+        """(weight_ih, weight_hh, bias_ih, bias_hh) from _parameters directly (Module.__getattr__
+        costs about a microsecond each); through getattr where a weight is not a registered
+        parameter (parametrize, or one replaced by a plain tensor)."""
+        p = self._parameters
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        if all(n in p for n in names):
+            return p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
+        return tuple(getattr(self, n) for n in names)
+
+    @classmethod
+    def from_cell(cls, cell: nn.RNNCell) -> "FusedRNNCell":
+        """A FusedRNNCell computing what `cell` computes, sharing its Parameter objects (so an
+        optimizer built over cell.parameters() keeps working), on its device and dtype, in its
+        training mode."""
+        if not isinstance(cell, nn.RNNCell):
+            raise TypeError(f"FusedRNNCell.from_cell expects a torch.nn.RNNCell, got {type(cell).__name__}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fused = cls(
+                cell.input_size,
+                cell.hidden_size,
+                bias=cell.bias,
+                nonlinearity=cell.nonlinearity,
+                device="meta",
+                dtype=cell.weight_ih.dtype,
+            )
+        for name, _ in list(fused.named_parameters()):
+            setattr(fused, name, getattr(cell, name))
+        fused.train(cell.training)
+        return fused

@@ -1,0 +1,161 @@
+"""ONNX export: FusedRNN becomes the standard ONNX ``RNN`` operator, FusedRNNCell plain ONNX ops.
+
+Both of torch.onnx.export's exporters are covered:
+
+- ``dynamo=True`` (torch.export, then translation): while exporting, FusedRNN.forward emits ONNX
+  ``RNN`` nodes itself through ``torch.onnx.ops.symbolic_multi_out`` (one per layer, both
+  directions in one node), with symbolic shapes, so the batch size and sequence length stay
+  dynamic where they are marked dynamic.
+- ``dynamo=False`` (the TorchScript exporter): the traced ``rnnfused::rnn`` op is translated by the
+  symbolic function registered here at import (``torch.onnx.register_custom_op_symbolic``);
+  ``rnnfused::rnn_cell`` likewise.
+
+Per layer: ``RNN(X, W, R, B, sequence_lens, initial_h)`` with W = stack of the directions' w_ih
+(D, H, I), R = stack of w_hh (D, H, H), B = [b_ih, b_hh] per direction (D, 2H) or absent,
+``activations`` Tanh/Relu per direction, ``direction`` forward or bidirectional; its output
+Y (T, D, B, H) becomes the next layer's input (T, B, D·H). h_n is the layers' Y_h concatenated.
+Dropout between layers is a training-time operation: exporting a module in training mode with
+dropout > 0 raises (nn.RNN's exporter drops it silently).
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["in_dynamo_export", "rnn_symbolic", "cell_symbolic"]
+
+try:  # the dynamo exporter's "exporting now" flag (torch >= 2.6); absent: never exporting
+    from torch.onnx._internal.exporter import _flags as _dynamo_flags
+except ImportError:  # pragma: no cover - older torch
+    _dynamo_flags = None
+
+
+def in_dynamo_export() -> bool:
+    """True while torch.onnx.export(..., dynamo=True) traces the model. A cheap read of the flag
+    behind torch.onnx.is_in_onnx_export(), which costs microseconds on every call."""
+    return _dynamo_flags is not None and bool(getattr(_dynamo_flags, "_is_onnx_exporting", False))
+
+
+def _check_exportable(training: bool, dropout: float, batch_sizes: Optional[Tensor]) -> None:
+    if training and dropout > 0:
+        raise RuntimeError(
+            "rnnfused: ONNX export of FusedRNN with dropout in training mode is not supported "
+            "(the ONNX RNN operator has no dropout); call model.eval() before exporting"
+        )
+    if batch_sizes is not None:
+        raise RuntimeError(
+            "rnnfused: torch.onnx.export(dynamo=True) of a PackedSequence input is not supported; "
+            "pass a padded tensor, or export with dynamo=False"
+        )
+
+
+def rnn_symbolic(module, x: Tensor, hx: Tensor, weights: List[Tensor], batch_sizes: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """FusedRNN's forward as ONNX RNN nodes (dynamo exporter). x (T, B, I), hx (L·D, B, H)."""
+    _check_exportable(module.training, module.dropout, batch_sizes)
+    D = 2 if module.bidirectional else 1
+    P = 4 if module.bias else 2
+    H = module.hidden_size
+    act = "Relu" if module.mode == "RNN_RELU" else "Tanh"
+    T, B = x.shape[0], x.shape[1]
+    layer_in = x
+    h_n = []
+    for layer in range(module.num_layers):
+        per_dir = [weights[(layer * D + d) * P : (layer * D + d + 1) * P] for d in range(D)]
+        W = torch.stack([w[0] for w in per_dir])
+        R = torch.stack([w[1] for w in per_dir])
+        bias = torch.stack([torch.cat([w[2], w[3]]) for w in per_dir]) if module.bias else None
+        y, y_h = torch.onnx.ops.symbolic_multi_out(
+            "RNN",
+            [layer_in, W, R, bias, None, hx[layer * D : (layer + 1) * D]],
+            {"activations": [act] * D, "direction": "bidirectional" if D == 2 else "forward", "hidden_size": H},
+            dtypes=[x.dtype, x.dtype],
+            shapes=[(T, D, B, H), (D, B, H)],
+        )
+        layer_in = y.transpose(1, 2).reshape(T, B, D * H)
+        h_n.append(y_h)
+    return layer_in, torch.cat(h_n, 0)
+
+
+def cell_symbolic(x: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor], relu: bool) -> Tensor:
+    """FusedRNNCell's step in plain ATen ops, which every exporter translates (as nn.RNNCell's)."""
+    z = torch.nn.functional.linear(x, w_ih, b_ih) + torch.nn.functional.linear(hx, w_hh, b_hh)
+    return torch.relu(z) if relu else torch.tanh(z)
+
+
+# ------------------------------------------------------------------------------------------------
+# The TorchScript exporter (dynamo=False): symbolic functions for the traced ops.
+
+
+def _register_torchscript_symbolics() -> None:
+    from torch.onnx import register_custom_op_symbolic
+    from torch.onnx import symbolic_helper as sh
+
+    def none_input(g):
+        n = g.op("prim::Constant")
+        n.setType(torch._C.OptionalType.ofTensor())
+        return n
+
+    def const(g, values):
+        return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+    def unsqueeze0(g, v):
+        return sh._unsqueeze_helper(g, v, [0])
+
+    @sh.parse_args("v", "v", "v", "v", "b", "i", "b", "b", "f", "b")
+    def rnn(g, input, hx, params, batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train):
+        if train and dropout > 0:
+            raise RuntimeError(
+                "rnnfused: ONNX export of FusedRNN with dropout in training mode is not supported "
+                "(the ONNX RNN operator has no dropout); call model.eval() before exporting"
+            )
+        weights = sh._unpack_list(params)
+        D = 2 if bidirectional else 1
+        P = 4 if has_biases else 2
+        hidden_size = sh._get_tensor_dim_size(weights[1], 0)
+        act = "Relu" if relu else "Tanh"
+        if sh._is_none(batch_sizes):
+            seq_lens = none_input(g)
+        else:
+            # From pack_padded_sequence, exported as prim::PackPadded(padded input, int32 lengths):
+            # torch's ONNX peephole pass moves the packing past the RNN nodes, so the RNN reads the
+            # padded input, and these "batch sizes" become the lengths (sequence_lens), as for nn.RNN.
+            seq_lens = batch_sizes
+        layer_in = input
+        h_n = []
+        for layer in range(num_layers):
+            per_dir = [weights[(layer * D + d) * P : (layer * D + d + 1) * P] for d in range(D)]
+
+            def stack(vs):
+                vs = [unsqueeze0(g, v) for v in vs]
+                return vs[0] if D == 1 else g.op("Concat", *vs, axis_i=0)
+
+            W = stack([w[0] for w in per_dir])
+            R = stack([w[1] for w in per_dir])
+            bias = stack([g.op("Concat", w[2], w[3], axis_i=0) for w in per_dir]) if has_biases else none_input(g)
+            h0 = sh._slice_helper(g, hx, axes=[0], starts=[layer * D], ends=[(layer + 1) * D])
+            y, y_h = g.op(
+                "RNN", layer_in, W, R, bias, seq_lens, h0,
+                activations_s=[act] * D,
+                direction_s="bidirectional" if D == 2 else "forward",
+                hidden_size_i=hidden_size,
+                outputs=2,
+            )
+            y = g.op("Transpose", y, perm_i=[0, 2, 1, 3])
+            layer_in = g.op("Reshape", y, const(g, [0, 0, -1]))
+            h_n.append(y_h)
+        return layer_in, (h_n[0] if len(h_n) == 1 else g.op("Concat", *h_n, axis_i=0))
+
+    @sh.parse_args("v", "v", "v", "v", "v", "v", "b")
+    def rnn_cell(g, input, hx, w_ih, w_hh, b_ih, b_hh, relu):
+        def linear(x, w, b):
+            y = g.op("MatMul", x, g.op("Transpose", w, perm_i=[1, 0]))
+            return y if sh._is_none(b) else g.op("Add", y, b)
+
+        z = g.op("Add", linear(input, w_ih, b_ih), linear(hx, w_hh, b_hh))
+        return g.op("Relu" if relu else "Tanh", z)
+
+    register_custom_op_symbolic("rnnfused::rnn", rnn, 9)
+    register_custom_op_symbolic("rnnfused::rnn_cell", rnn_cell, 9)
+
+
+_register_torchscript_symbolics()
