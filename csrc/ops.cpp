@@ -204,8 +204,7 @@ bool cpu_cell_fused(int64_t B, int64_t I, int64_t H) {
   return B * (I + H) * H <= kCellFusedMaxWork;
 }
 
-// The cell step in ATen ops (BLAS GEMMs), in place into h_new: for large products on the CPU, and
-// for the CUDA path until its cell kernel lands.
+// The cell step in ATen ops (BLAS GEMMs), in place into h_new: for large products on the CPU.
 void cell_step_aten(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
                     const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu,
                     Tensor& h_new) {
@@ -220,18 +219,8 @@ void cell_step_aten(const Tensor& x, const Tensor& h, const Tensor& w_ih, const 
 // h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh); every tensor contiguous, h_new (B, H) written.
 void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
                const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu, Tensor& h_new) {
-  if (on_cuda_path(x)) {
-    // COMPOSITE, TO BE REPLACED: the CUDA (and emulated) cell step in ATen ops until the lead's
-    // rnn_cell_fwd_cuda(const RNNCellParams&, dtype, stream) lands; computed in the accumulation
-    // type so it rounds once, like the fused kernels.
-    const auto acc = acc_type(x.scalar_type());
-    Tensor z = at::mm(x.to(acc), w_ih.to(acc).t()).addmm_(h.to(acc), w_hh.to(acc).t());
-    if (b_ih.has_value()) z.add_(b_ih->to(acc));
-    if (b_hh.has_value()) z.add_(b_hh->to(acc));
-    h_new.copy_(relu ? z.relu_() : z.tanh_());
-    return;
-  }
-  if (!cpu_cell_fused(x.size(0), x.size(1), w_hh.size(0))) {
+  const bool cuda = on_cuda_path(x);
+  if (!cuda && !cpu_cell_fused(x.size(0), x.size(1), w_hh.size(0))) {
     cell_step_aten(x, h, w_ih, w_hh, b_ih, b_hh, relu, h_new);
     return;
   }
@@ -247,6 +236,12 @@ void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tenso
   p.I = x.size(1);
   p.H = w_hh.size(0);
   p.relu = relu;
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
+  if (cuda) {
+    rnn_cell_fwd_cuda(p, x.scalar_type(), cuda_stream(x));
+    return;
+  }
+#endif
   rnn_cell_fwd_cpu(p, x.scalar_type());
 }
 
@@ -254,9 +249,8 @@ void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tenso
 // grad_h = dz W_hh (each only where wanted: pass undefined tensors to skip).
 void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, const Tensor& w_hh,
                    bool relu, Tensor& dz, Tensor& grad_x, Tensor& grad_h) {
-  if (on_cuda_path(g) || !cpu_cell_fused(g.size(0), w_ih.size(1), w_hh.size(0))) {
-    // ATen ops: on the CPU for large products (as in cell_step); on the CUDA path a COMPOSITE,
-    // TO BE REPLACED by rnn_cell_bwd_cuda (see cell_step).
+  const bool cuda = on_cuda_path(g);
+  if (!cuda && !cpu_cell_fused(g.size(0), w_ih.size(1), w_hh.size(0))) {  // BLAS, as in cell_step
     dz.copy_(relu ? at::threshold_backward(g, h_new, 0) : at::tanh_backward(g, h_new));
     if (grad_x.defined()) at::mm_out(grad_x, dz, w_ih);
     if (grad_h.defined()) at::mm_out(grad_h, dz, w_hh);
@@ -274,6 +268,12 @@ void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, con
   p.I = w_ih.size(1);
   p.H = w_hh.size(0);
   p.relu = relu;
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
+  if (cuda) {
+    rnn_cell_bwd_cuda(p, g.scalar_type(), cuda_stream(g));
+    return;
+  }
+#endif
   rnn_cell_bwd_cpu(p, g.scalar_type());
 }
 
@@ -287,7 +287,8 @@ void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, con
 //    for short sequences, where the GEMM call, the bias add and the recurrence kernel's own
 //    set-up cost more than the input product itself.
 // RNNFUSED_INPUT_MODE=step|hoist|auto forces one (read at every call, like RNNFUSED_CPU_KERNEL).
-// Step needs no lengths (unpacked input) and, until the CUDA cell kernel lands, the CPU.
+// Step needs no lengths (unpacked input). On the CUDA path auto hoists: stepping there has not
+// been measured on a GPU yet (bench/results/PENDING.md); forcing step runs the CUDA cell kernel.
 enum class InputMode { Step, Hoist };
 
 // Largest T for which auto steps on the CPU. T = 1: always (one cell step, fused kernel or BLAS,

@@ -52,9 +52,12 @@ class emulated_counted:
     def __init__(self, kernel, device, schedule="in-order", seed=1):
         self.cm = emu_support.emulated(device=device, schedule=schedule, seed=seed, kernel=kernel)
 
+    names = ["cell_fwd_kernel", "cell_bwd_kernel", "step_kernel (forward)", "persist_kernel (forward)"]
+
     def __enter__(self):
         self.ctl = self.cm.__enter__()
         self.before = self.ctl.stats()
+        self.before_names = {n: self.ctl.launches_of(n) for n in self.names}
         self.counts = {}
         return self.counts
 
@@ -62,6 +65,8 @@ class emulated_counted:
         after = self.ctl.stats()
         self.counts["launches"] = after[0] - self.before[0]
         self.counts["cooperative"] = after[1] - self.before[1]
+        for n in self.names:
+            self.counts[n] = self.ctl.launches_of(n) - self.before_names[n]
         return self.cm.__exit__(*exc)
 
 
@@ -249,3 +254,61 @@ def test_eval_mode_and_kernel_choice(kernel, monkeypatch):
     refr = run(ref, x, h0, "cpu", torch.float64)
     for o, r in zip(ours, refr):
         torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# The fused cell step (device/cell.cuh): FusedRNNCell, and FusedRNN with the step input mode.
+
+def _cell_run(cell, x, hx, dtype, seed=21):
+    x = x.to(dtype).detach().requires_grad_(True)
+    hx = None if hx is None else hx.to(dtype).detach().requires_grad_(True)
+    out = cell(x, hx)
+    w = rand(out.shape, seed).to(dtype)
+    leaves = [x] + ([hx] if hx is not None else []) + list(cell.parameters())
+    grads = torch.autograd.grad((out * w).sum(), leaves)
+    return [t.detach().double() for t in [out, *grads]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("nonlinearity,bias,batched,with_hx", [
+    ("tanh", True, True, True), ("relu", False, True, True), ("tanh", True, False, False),
+    ("relu", True, True, False)])
+def test_cell(dtype, nonlinearity, bias, batched, with_hx):
+    """FusedRNNCell on the CUDA path vs nn.RNNCell in the same dtype and a float64 reference."""
+    I, H, B = 40, 70, 5
+    torch.manual_seed(4)
+    ref = torch.nn.RNNCell(I, H, bias=bias, nonlinearity=nonlinearity, dtype=torch.float64)
+    theirs_cell = __import__("copy").deepcopy(ref).to(dtype)
+    ours_cell = rnnfused.FusedRNNCell.from_cell(__import__("copy").deepcopy(ref).to(dtype))
+    x = rand((B, I) if batched else (I,), 5)
+    hx = rand((B, H) if batched else (H,), 6, 0.5) if with_hx else None
+    with emulated_counted(None, "h100") as n:
+        ours = _cell_run(ours_cell, x, hx, dtype)
+    assert n["cell_fwd_kernel"] == 1 and n["cell_bwd_kernel"] == 1
+    theirs = _cell_run(theirs_cell, x, hx, dtype)
+    refr = _cell_run(ref, x, hx, torch.float64)
+    for o, c, r in zip(ours, theirs, refr):
+        assert torch.isfinite(o).all()
+        scale = max(1.0, r.abs().max().item())
+        e_ours, e_them = (o - r).abs().max().item(), (c - r).abs().max().item()
+        if dtype in (torch.float32, torch.float64):
+            assert e_ours <= (1e-5 if dtype == torch.float32 else 1e-12) * scale
+        else:
+            assert e_ours <= 2 * e_them + (1e-4 if dtype == torch.float16 else 1e-3) * scale
+
+
+@pytest.mark.parametrize("T", [1, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_step_input_mode(kernel, T, bidirectional, monkeypatch):
+    """FusedRNN with the input product fused into each step (the cell kernel) agrees with the
+    hoisted mode and with nn.RNN."""
+    kw = dict(input_size=6, hidden_size=33, num_layers=2, bidirectional=bidirectional)
+    monkeypatch.setenv("RNNFUSED_INPUT_MODE", "hoist")
+    hoisted = emu_compare(kernel, "tiny", kw, T=T, B=3, seed=9)
+    monkeypatch.setenv("RNNFUSED_INPUT_MODE", "step")
+    stepped = emu_compare(kernel, "tiny", kw, T=T, B=3, seed=9)
+    # Stepped: one cell kernel per step and layer-direction, no recurrence kernel in the forward.
+    D = 2 if bidirectional else 1
+    assert stepped["cell_fwd_kernel"] == 2 * D * T and hoisted["cell_fwd_kernel"] == 0
+    recurrence = "step_kernel (forward)" if kernel == "stepwise" else "persist_kernel (forward)"
+    assert stepped[recurrence] == 0 and hoisted[recurrence] > 0

@@ -63,6 +63,8 @@ std::vector<int64_t> stats() {
 
 void reset_stats() { simt::reset_stats(); }
 
+int64_t launches_of(const std::string& name) { return simt::launches_of(name); }
+
 }  // namespace
 }  // namespace cuda_detail
 }  // namespace rnnfused
@@ -75,4 +77,5 @@ TORCH_LIBRARY(rnnfused_emu_ctl, m) {
   m.def("persistent_plan(int B, int H, ScalarType dtype, str preset) -> int[]", &persistent_plan);
   m.def("stats() -> int[]", &stats);
   m.def("reset_stats() -> ()", &reset_stats);
+  m.def("launches_of(str name) -> int", &launches_of);
 }

@@ -191,6 +191,8 @@ struct AtomicStats {
   std::atomic<long long> launches{0}, cooperative_launches{0}, blocks{0}, threads{0},
       switches{0}, barriers{0}, shuffles{0}, stale_reads{0};
 } g_stats;
+std::mutex g_names_mu;
+std::unordered_map<std::string, long long> g_launches_by_name;
 
 struct Abort {};  // unwinds a fiber once the launch has failed
 
@@ -691,7 +693,17 @@ Stats stats() {
   return s;
 }
 
+long long launches_of(const std::string& name) {
+  std::lock_guard<std::mutex> g(g_names_mu);
+  auto it = g_launches_by_name.find(name);
+  return it == g_launches_by_name.end() ? 0 : it->second;
+}
+
 void reset_stats() {
+  {
+    std::lock_guard<std::mutex> g(g_names_mu);
+    g_launches_by_name.clear();
+  }
   g_stats.launches = 0;
   g_stats.cooperative_launches = 0;
   g_stats.blocks = 0;
@@ -736,6 +748,10 @@ void launch(const LaunchConfig& cfg, const std::function<void()>& body) {
   else L.window = 1;
   ++g_stats.launches;
   if (cfg.cooperative) ++g_stats.cooperative_launches;
+  {
+    std::lock_guard<std::mutex> g(g_names_mu);
+    ++g_launches_by_name[cfg.name];
+  }
 
 #if defined(SIMT_WITH_TSAN) && SIMT_WITH_TSAN
   L.tsan_main = __tsan_get_current_fiber();

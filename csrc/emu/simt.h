@@ -134,6 +134,8 @@ struct Stats {
 };
 Stats stats();
 void reset_stats();
+// Launches so far of the kernel named `name` (LaunchConfig::name), since the last reset_stats().
+long long launches_of(const std::string& name);
 
 // Built-in variables of the running CUDA thread.
 struct ThreadVars {
