@@ -292,7 +292,7 @@ void bwd_impl(const RNNBwdParams& p) {
 // Path choice.
 //
 // Shares: the fused path splits a step's columns across the intra-op threads where a step has
-// at least 2^15 multiply-adds (B·H²) and every thread gets at least 32 columns; below that the
+// at least 2^16 multiply-adds (B·H²) and every thread gets at least 32 columns; below that the
 // meeting per step (a few hundred ns) would eat the gain. One thread stays one thread, and so
 // does a call from inside a parallel region.
 //
@@ -317,7 +317,7 @@ int64_t fused_shares(int64_t B, int64_t H) {
   if (forced > 0) return std::min<int64_t>(forced, std::max<int64_t>(1, H / 16));
   if (at::in_parallel_region()) return 1;
   const int64_t threads = at::get_num_threads();
-  if (threads <= 1 || B * H * H < (int64_t(1) << 15)) return 1;
+  if (threads <= 1 || B * H * H < (int64_t(1) << 16)) return 1;
   return std::max<int64_t>(1, std::min<int64_t>(threads, H / 32));
 }
 

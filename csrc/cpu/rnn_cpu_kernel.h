@@ -239,6 +239,20 @@ RNNFUSED_INLINE void dot_accumulate(V (&acc)[RB][kDotCols], const typename V::va
                                     const typename V::value_type* const* wr, int64_t K) {
   constexpr int64_t L = V::size();
   int64_t k = 0;
+  if constexpr (RB == 1) {
+    // One row: each accumulator would wait on its own previous FMA (latency 4-5 cycles) every
+    // chunk; a second set of accumulators over the odd chunks halves that chain.
+    V acc2[kDotCols];
+    for (int c = 0; c < kDotCols; ++c) acc2[c] = V(typename V::value_type(0));
+    for (; k + 2 * L <= K; k += 2 * L) {
+      const V x0 = V::loadu(xr[0] + k), x1 = V::loadu(xr[0] + k + L);
+      for (int c = 0; c < kDotCols; ++c) {
+        acc[0][c] = vfmadd(x0, V::loadu(wr[c] + k), acc[0][c]);
+        acc2[c] = vfmadd(x1, V::loadu(wr[c] + k + L), acc2[c]);
+      }
+    }
+    for (int c = 0; c < kDotCols; ++c) acc[0][c] = acc[0][c] + acc2[c];
+  }
   for (; k + L <= K; k += L) {
     V xv[RB];
     for (int r = 0; r < RB; ++r) xv[r] = V::loadu(xr[r] + k);
@@ -259,8 +273,8 @@ RNNFUSED_INLINE void dot_accumulate(V (&acc)[RB][kDotCols], const typename V::va
 }
 
 // Rows r0..r0+RB-1, columns n0..n0+ncols-1 (ncols <= 4; missing columns repeat the last one and
-// are not stored).
-template <class V, int RB>
+// are not stored). kTwo: the second operand (x1, w1) is present.
+template <class V, int RB, bool kTwo>
 RNNFUSED_INLINE void dot_block(const DotArgs<typename V::value_type>& a, int64_t r0, int64_t n0,
                                int64_t ncols) {
   using T = typename V::value_type;
@@ -269,12 +283,10 @@ RNNFUSED_INLINE void dot_block(const DotArgs<typename V::value_type>& a, int64_t
     for (int c = 0; c < kDotCols; ++c) acc[r][c] = V(T(0));
   const T* xr[RB];
   const T* wr[kDotCols];
-  if (a.k0 > 0) {
-    for (int r = 0; r < RB; ++r) xr[r] = a.x0[r0 + r];
-    for (int c = 0; c < kDotCols; ++c) wr[c] = a.w0 + (n0 + std::min<int64_t>(c, ncols - 1)) * a.k0;
-    dot_accumulate<V, RB>(acc, xr, wr, a.k0);
-  }
-  if (a.k1 > 0) {
+  for (int r = 0; r < RB; ++r) xr[r] = a.k0 > 0 ? a.x0[r0 + r] : nullptr;
+  for (int c = 0; c < kDotCols; ++c) wr[c] = a.w0 + (n0 + std::min<int64_t>(c, ncols - 1)) * a.k0;
+  dot_accumulate<V, RB>(acc, xr, wr, a.k0);
+  if constexpr (kTwo) {
     for (int r = 0; r < RB; ++r) xr[r] = a.x1[r0 + r];
     for (int c = 0; c < kDotCols; ++c) wr[c] = a.w1 + (n0 + std::min<int64_t>(c, ncols - 1)) * a.k1;
     dot_accumulate<V, RB>(acc, xr, wr, a.k1);
@@ -284,6 +296,16 @@ RNNFUSED_INLINE void dot_block(const DotArgs<typename V::value_type>& a, int64_t
     reduce4(acc[r], s);
     T* y = a.y[r0 + r];
     const T* in = a.init ? a.init[r0 + r] : nullptr;
+    if (ncols == kDotCols) {  // branch-free fixed-size loops (the compiler vectorises them)
+      if (in)
+        for (int c = 0; c < kDotCols; ++c) s[c] += in[n0 + c];
+      if (a.bias0)
+        for (int c = 0; c < kDotCols; ++c) s[c] += a.bias0[n0 + c];
+      if (a.bias1)
+        for (int c = 0; c < kDotCols; ++c) s[c] += a.bias1[n0 + c];
+      for (int c = 0; c < kDotCols; ++c) y[n0 + c] = s[c];
+      continue;
+    }
     for (int64_t c = 0; c < ncols; ++c) {
       const int64_t n = n0 + c;
       T v = s[c];
@@ -295,19 +317,19 @@ RNNFUSED_INLINE void dot_block(const DotArgs<typename V::value_type>& a, int64_t
   }
 }
 
-template <class V, int RB>
+template <class V, int RB, bool kTwo>
 void dot_cols(const DotArgs<typename V::value_type>& a, int64_t r0, int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; n += kDotCols)
-    dot_block<V, RB>(a, r0, n, std::min<int64_t>(kDotCols, n1 - n));
+    dot_block<V, RB, kTwo>(a, r0, n, std::min<int64_t>(kDotCols, n1 - n));
 }
 
 // The rows left over after the full blocks of RBmax: one block of rows - r (< RBmax) rows.
-template <class V, int RB>
+template <class V, int RB, bool kTwo>
 void dot_cols_left(const DotArgs<typename V::value_type>& a, int64_t left, int64_t r0, int64_t n0,
                    int64_t n1) {
   if constexpr (RB >= 1) {
-    if (left == RB) dot_cols<V, RB>(a, r0, n0, n1);
-    else dot_cols_left<V, RB - 1>(a, left, r0, n0, n1);
+    if (left == RB) dot_cols<V, RB, kTwo>(a, r0, n0, n1);
+    else dot_cols_left<V, RB - 1, kTwo>(a, left, r0, n0, n1);
   }
 }
 
@@ -322,19 +344,29 @@ void act_range(typename V::value_type* y, int64_t N, Act act) {
 
 // Columns in tiles whose weight rows (about 16 KiB) stay in L1 while every row block streams
 // past them; rows in blocks of RBmax.
-template <class V, int RBmax>
-void dot_rows(const DotArgs<typename V::value_type>& a, int64_t n0, int64_t n1) {
+template <class V, int RBmax, bool kTwo>
+void dot_tiles(const DotArgs<typename V::value_type>& a, int64_t n0, int64_t n1) {
   using T = typename V::value_type;
-  if (a.nrows <= 0 || n1 <= n0) return;
   const int64_t K = a.k0 + a.k1;
   const int64_t fit = (int64_t(16) << 10) / std::max<int64_t>(1, K * int64_t(sizeof(T)));
   const int64_t tile = std::max<int64_t>(kDotCols, fit / kDotCols * kDotCols);
   for (int64_t nt = n0; nt < n1; nt += tile) {
     const int64_t ne = std::min(n1, nt + tile);
     int64_t r = 0;
-    for (; r + RBmax <= a.nrows; r += RBmax) dot_cols<V, RBmax>(a, r, nt, ne);
-    if (r < a.nrows) dot_cols_left<V, RBmax - 1>(a, a.nrows - r, r, nt, ne);
+    for (; r + RBmax <= a.nrows; r += RBmax) dot_cols<V, RBmax, kTwo>(a, r, nt, ne);
+    if (r < a.nrows) dot_cols_left<V, RBmax - 1, kTwo>(a, a.nrows - r, r, nt, ne);
   }
+}
+
+template <class V, int RBmax>
+void dot_rows(const DotArgs<typename V::value_type>& a, int64_t n0, int64_t n1) {
+  if (a.nrows <= 0 || n1 <= n0) return;
+  if (a.k1 > 0 && a.k0 > 0) dot_tiles<V, RBmax, true>(a, n0, n1);
+  else if (a.k1 > 0) {  // only the second operand: run it as the first
+    DotArgs<typename V::value_type> b = a;
+    b.x0 = a.x1; b.w0 = a.w1; b.k0 = a.k1; b.k1 = 0;
+    dot_tiles<V, RBmax, false>(b, n0, n1);
+  } else dot_tiles<V, RBmax, false>(a, n0, n1);
   if (a.act != Act::None)
     for (int64_t r = 0; r < a.nrows; ++r) act_range<V>(a.y[r] + n0, n1 - n0, a.act);
 }
