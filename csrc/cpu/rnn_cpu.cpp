@@ -296,8 +296,9 @@ void bwd_impl(const RNNBwdParams& p) {
 // meeting per step (a few hundred ns) would eat the gain. One thread stays one thread, and so
 // does a call from inside a parallel region.
 //
-// Path: B·H² < 2^17: fused (a BLAS call per step costs more than the whole step). B·H² > 2^30:
-// gemm (W_hh and the rows far past every cache: the BLAS's blocking wins). In between, the answer depends on the processor (its
+// Path: B·H² < 2^17: fused (a BLAS call per step costs more than the whole step). B·H² > 2^26:
+// gemm (the BLAS's cache blocking wins; timing the choice there is too noisy: two timed steps of
+// a 2^28 product chose wrong in a test run and made 256x1024 forward 0.97x nn.RNN). In between, the answer depends on the processor (its
 // vector width, its BLAS, its caches): the first call with a given (B, H, dtype, direction,
 // instruction set, threads) times both paths on scratch data of that shape (a few ms, once per
 // process) and remembers the faster. RNNFUSED_CPU_KERNEL=fused|gemm forces a path;
@@ -385,7 +386,7 @@ PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backwar
   }
   const int64_t work = B * H * H;
   if (work < (int64_t(1) << 17)) return c;
-  if (work > (int64_t(1) << 30)) { c.fused = false; return c; }
+  if (work > (int64_t(1) << 26)) { c.fused = false; return c; }
   using Key = std::tuple<int64_t, int64_t, int, bool, int, int64_t>;
   static std::mutex mu;
   static std::map<Key, bool> cache;
