@@ -62,6 +62,14 @@ debug = os.environ.get("RNNFUSED_DEBUG", "0") == "1"
 cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
 # No -std: torch.utils.cpp_extension adds the standard this torch needs (C++17, or C++20 from 2.10).
 cxx_flags += ["-fdiagnostics-color=always"]
+# at::parallel_for is a header template: in a file compiled without OpenMP its `omp parallel`
+# is ignored and every call runs on one thread. The CPU kernels split work across torch's
+# intra-op threads through it, so compile with OpenMP where torch itself uses it (Linux + GCC
+# builds link libgomp; the extension then shares torch's copy, same soname).
+link_flags = []
+if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+    cxx_flags += ["-fopenmp"]
+    link_flags += ["-fopenmp"]
 nvcc_flags = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
 nvcc_flags += ["--expt-relaxed-constexpr", "-DRNNFUSED_WITH_CUDA"]
 
@@ -72,11 +80,13 @@ if WITH_CUDA:
         "rnnfused._C",
         sources,
         extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSED_WITH_CUDA"], "nvcc": nvcc_flags},
+        extra_link_args=link_flags,
     )
     print(f"rnnfused: building with CUDA (CUDA_HOME={_cuda_home}, "
           f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']})")
 else:
-    ext = CppExtension("rnnfused._C", sources, extra_compile_args={"cxx": cxx_flags})
+    ext = CppExtension("rnnfused._C", sources, extra_compile_args={"cxx": cxx_flags},
+                       extra_link_args=link_flags)
     why = ("RNNFUSED_CPU_ONLY=1" if CPU_ONLY else
            "torch has no CUDA" if torch.version.cuda is None else "no CUDA toolkit found")
     print(f"rnnfused: building CPU-only ({why}); CUDA tensors will raise a clear error")

@@ -14,6 +14,7 @@ from .env import OtherLoad, env_info, header_lines, load_average
 from .plot import write_memory_plot, write_plot
 from .report import _write, columns, table_lines, target_summary, write_csv, write_report
 from .rows import bench_config
+from .cpu_floor import cpu_rates
 from .timing import gemm_rate
 
 DOC = """Benchmark rnnfused.FusedRNN against torch.nn.RNN (cuDNN / native) on the same weights."""
@@ -193,7 +194,8 @@ def main(argv=None):
     fused_mod, fused_cls = load_fused(args)
     rates = ({dt: gemm_rate(dt, "cuda") for dt in dict.fromkeys(c.dtype for c in configs)}
              if args.device == "cuda" else {})
-    setup = Setup(fused_cls, fused_mod, rates)
+    setup = Setup(fused_cls, fused_mod, rates,
+                  cpu_rates(torch.float32) if args.device == "cpu" else None)
     info = env_info(args, setup)
 
     print("\n".join(header_lines(info)))

@@ -36,6 +36,7 @@ class ContenderSpec:
     modes: tuple = ("fwd", "fwdbwd")            # the passes it can run (fwdbwd: needs autograd)
     ctx: Callable = contextlib.nullcontext      # entered around every call
     available: Callable = lambda args: None     # None, or why it cannot run here (then skipped)
+    applies: Callable = lambda cfg: True        # False: not built or timed for this row (e.g. a dtype it lacks)
 
 
 REGISTRY = []   # in column and timing order
@@ -59,7 +60,7 @@ class Contender:
     spec: Optional[ContenderSpec] = None
 
     def runs(self, mode):
-        return mode in self.spec.modes
+        return mode in self.spec.modes and self.module is not None
 
 
 def cudnn_disabled():
@@ -106,6 +107,7 @@ class Setup:
     fused_cls: type          # FusedRNN, or nn.RNN with --self-test
     fused_mod: object        # the rnnfused module; None with --self-test
     gemm_rate: dict          # GPU: dtype -> measured torch.mm flop/s
+    cpu_rates: tuple = None  # CPU: (flop/s, L2 read bytes/s, what the flop rate is) (cpu_floor.py)
 
 
 @dataclasses.dataclass
@@ -150,6 +152,9 @@ def build_modules(c, contenders, device, nonlinearity, setup, seed):
     names = [n for n, _ in ref.named_parameters()]
     b = Build(ref, c, kw, setup)
     for con in contenders:
-        con.module = con.spec.build(b)
+        con.module = con.spec.build(b) if con.spec.applies(c) else None
         named = dict(con.module.named_parameters()) if isinstance(con.module, torch.nn.Module) else {}
         con.params = [named[n] for n in names if n in named]
+
+
+from . import ort  # noqa: E402,F401  (registers the ONNX Runtime contender, CPU forward)

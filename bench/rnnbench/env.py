@@ -23,6 +23,39 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_isa():
+    """The instruction set rnnfused's CPU kernels run here: the rule of csrc/cpu/rnn_cpu_isa.cpp
+    (RNNFUSED_CPU_ISA if set; else avx512 (F/BW/DQ/VL) > avx2 (+FMA) > default, capped by
+    ATEN_CPU_CAPABILITY), with the processor's vector extensions."""
+    flags = cpu_flags()
+    have = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+                                "amx_tile") if f in flags) or "none of avx2/avx512"
+    forced = os.environ.get("RNNFUSED_CPU_ISA", "")
+    if forced and forced != "auto":
+        return f"{forced} (RNNFUSED_CPU_ISA); processor has: {have}"
+    cap = os.environ.get("ATEN_CPU_CAPABILITY", "")
+    if cap == "default" or platform.machine() not in ("x86_64", "AMD64"):
+        isa = "default"
+    elif {"avx512f", "avx512bw", "avx512dq", "avx512vl", "fma"} <= flags and cap != "avx2":
+        isa = "avx512"
+    elif {"avx2", "fma"} <= flags:
+        isa = "avx2"
+    else:
+        isa = "default"
+    return f"{isa}; processor has: {have}"
+
+
 def git_rev(path):
     try:
         rev = subprocess.run(["git", "-C", path, "describe", "--always", "--dirty"], capture_output=True,
@@ -82,17 +115,27 @@ def env_info(args, setup):
                   f"rnnfused {getattr(setup.fused_mod, '__version__', '?')} @ "
                   f"{git_rev(os.path.dirname(os.path.abspath(setup.fused_mod.__file__)))}"),
         "RNNFUSED_KERNEL": os.environ.get("RNNFUSED_KERNEL", "(unset: heuristic)"),
+        "RNNFUSED_CPU_KERNEL": os.environ.get("RNNFUSED_CPU_KERNEL", "(unset: auto)"),
         "nonlinearity": args.nonlinearity,
         "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
     }
+    if dev == "cpu":
+        info["cpu_isa"] = cpu_isa()
+        from .ort import ORT_VERSION
+        info["onnxruntime"] = ORT_VERSION or "not installed"
+        if setup.cpu_rates:
+            info["cpu_floor_rates"] = (f"{setup.cpu_rates[2]} {setup.cpu_rates[0] / 1e9:.1f} GFLOP/s, "
+                                       f"L2 read {setup.cpu_rates[1] / 1e9:.1f} GB/s "
+                                       f"({torch.get_num_threads()} threads)")
     if dev == "cuda":
         info["gemm_tflops"] = {DTYPE_NAME[d]: round(r / 1e12, 1) for d, r in setup.gemm_rate.items()}
     return info
 
 
 def header_lines(info):
-    keys = ["date", "device", "cpu", "threads", "load", "load_end", "other_load", "torch", "cuda", "cudnn",
-            "tf32", "python", "fused", "RNNFUSED_KERNEL", "nonlinearity", "gemm_tflops", "command"]
+    keys = ["date", "device", "cpu", "cpu_isa", "threads", "load", "load_end", "other_load", "torch", "cuda", "cudnn",
+            "tf32", "python", "fused", "RNNFUSED_KERNEL", "RNNFUSED_CPU_KERNEL", "onnxruntime", "cpu_floor_rates",
+            "nonlinearity", "gemm_tflops", "command"]
     return [f"{k}: {info[k]}" for k in keys if k in info]
 
 

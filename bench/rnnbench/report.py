@@ -19,6 +19,9 @@ def columns(device, contenders):
     if device == "cuda":
         cols += [("floor us/step", "floor_us", ".2f"), ("bound", "bound", "s"),
                  ("x floor", "x_floor", ".2f"), ("kernel", "kernel", "s")]
+    else:  # bench/rnnbench/cpu_floor.py
+        cols += [("floor us/step", "floor_us", ".2f"), ("bound", "bound", "s"),
+                 ("x floor", "x_floor", ".2f")]
     cols += [("err out", "err_out", ".1e"), ("err h_n", "err_hn", ".1e"), ("err grad", "err_grad", ".1e"),
              ("acc", "acc", "s"), ("reps", "reps", "d"), ("noise %", "noise", ".0f"),
              ("target", "target", "s"), ("met", "met", "s"), ("error", "error", "s")]

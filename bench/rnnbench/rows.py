@@ -7,6 +7,7 @@ import torch
 
 from .config import DTYPE_NAME, ERR_TOL, ERR_TOL_TF32, MODES
 from .contenders import RUNNERS, build_modules, make_inputs
+from .cpu_floor import cpu_floor_us
 from .memory import measure_memory
 from .targets import LATENCY_FLOOR_US, check_targets
 from .timing import choose_rounds, iqr, measure
@@ -107,5 +108,9 @@ def bench_row(c, mode, contenders, inputs, args, setup):
                 row["kernel"] = setup.fused_mod.cuda_kernel_name(c.B, c.H, c.dtype, mode == "fwdbwd")
             except Exception as e:  # noqa: BLE001
                 row["kernel"] = f"? ({type(e).__name__})"
+    elif getattr(setup, "cpu_rates", None):
+        floor, bound = cpu_floor_us(c, mode == "fwdbwd", *setup.cpu_rates)
+        row["floor_us"], row["bound"] = floor, bound
+        row["x_floor"] = row["fused_us"] / floor
     check_targets(row, c, mode, args)
     return row

@@ -1,102 +1,40 @@
 // rnnfused CPU recurrence: the step loops of the forward and backward passes.
 //
 // Two paths, same arithmetic contract (see rnn.h):
-//  - fused: per step and batch row, one pass computes act(pre + h_prev · W_hhᵀ) with the
-//    accumulators in registers (rnn_cpu_kernel.h), straight into the output. No allocation, no
-//    dispatcher call per step: what small shapes are bound by.
+//  - fused: per step, one pass computes act(pre + h_prev · W_hhᵀ) with the accumulators in
+//    registers (rnn_cpu_kernel.h, the dot form over W_hh's own rows: no per-call preparation),
+//    straight into the output. No allocation, no dispatcher call per step: what small shapes are
+//    bound by. Where a step is big enough, its columns are split across the intra-op threads,
+//    which stay alive for the whole sequence and meet once per step (StepRunner).
 //  - gemm: per step, one BLAS call through ATen (out_t += h_prev · W_hhᵀ, beta = 1 onto the
 //    hoisted pre), then the activation over the rows. For shapes where the product is big
-//    enough that the BLAS's blocking and threads win and a few µs of dispatch do not matter.
-// RNNFUSED_CPU_KERNEL=fused|gemm|auto forces one (tests run both on the same inputs).
+//    enough that the BLAS's blocking wins and a few µs of dispatch do not matter.
+// RNNFUSED_CPU_KERNEL=fused|gemm|auto forces one (tests run both on the same inputs); auto asks
+// choose_path (bottom of this file), which times both on this processor the first time it
+// meets a shape whose best path is not clear from its size alone.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "rnn_cpu.h"
 #include "rnn_cpu_rows.h"
+#include "rnn_cpu_steps.h"
+
+#include <cmath>
 
 namespace rnnfused {
 namespace cpu {
 namespace {
-
-bool use_avx2() {
-  static const bool v = [] {
-    const char* cap = std::getenv("ATEN_CPU_CAPABILITY");  // ATen's own knob, honoured here too
-    if (cap && std::string(cap) == "default") return false;
-    if (!have_avx2_kernels()) return false;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-  }();
-  return v;
-}
-
-template <typename T>
-const RowKernels<T>& row_kernels();
-
-template <>
-const RowKernels<float>& row_kernels<float>() {
-  static const RowKernels<float> k = use_avx2() ? row_kernels_avx2_f32() : row_kernels_default_f32();
-  return k;
-}
-
-template <>
-const RowKernels<double>& row_kernels<double>() {
-  static const RowKernels<double> k =
-      use_avx2() ? row_kernels_avx2_f64() : row_kernels_default_f64();
-  return k;
-}
-
-enum class Path { Fused, Gemm };
-
-Path choose_path(int64_t B, int64_t H, int64_t elem_size) {
-  const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
-  if (env && *env) {
-    const std::string e(env);
-    if (e == "fused") return Path::Fused;
-    if (e == "gemm") return Path::Gemm;
-    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_KERNEL must be fused, gemm or auto, got '",
-                e, "'");
-  }
-  // Per-step multiply-adds B·H². Below 2^21 the register-blocked fused loop beats a BLAS call
-  // plus its dispatch; above it the BLAS's cache blocking and threads win. So does the BLAS when
-  // W_hh no longer fits a core's L2 (assumed 1 MiB), where the product is bound by memory.
-  // Measured on a 2-core x86-64 with AVX2 (bench/results/NOTES-cpu.md).
-  const bool small = B * H * H < (int64_t(1) << 21) && H * H * elem_size <= (int64_t(1) << 20);
-  return small ? Path::Fused : Path::Gemm;
-}
-
-// Rows per task for at::parallel_for, so each task has about 2^17 multiply-adds (per-step
-// fork/join costs a few µs and only pays for itself above that), in whole groups of 4 rows.
-int64_t row_grain(int64_t H, int64_t work_per_row) {
-  const int64_t g = (int64_t(1) << 17) / std::max<int64_t>(1, work_per_row * H);
-  return std::max<int64_t>(4, (g + 3) / 4 * 4);
-}
-
-// Up to 4 batch rows gathered for one call of the row kernel (so each load of W feeds 4 rows).
-template <typename T>
-struct RowGroup {
-  T* y[4];
-  const T* x[4];
-  int n = 0;
-  bool add(T* yr, const T* xr) {  // true when full
-    y[n] = yr;
-    x[n] = xr;
-    return ++n == 4;
-  }
-  void flush(const RowKernels<T>& k, const T* M, int64_t H, bool accumulate, Act act) {
-    if (n > 0) k.vecmat_rows(n, y, x, M, H, H, accumulate, act);
-    n = 0;
-  }
-};
 
 Act act_of(bool relu) { return relu ? Act::Relu : Act::Tanh; }
 
@@ -141,61 +79,104 @@ void gemm(T* C, const T* A, const T* Bm, int64_t m, int64_t n, int64_t k, bool t
   else at::mm_out(c, a, b);
 }
 
+// Rows per task for at::parallel_for over an elementwise pass, so each task has at least 2^15
+// elements (a fork/join costs a few µs).
+int64_t elementwise_grain(int64_t H) {
+  return std::max<int64_t>(1, ((int64_t(1) << 15) + H - 1) / H);
+}
+
+template <typename T>
+void fwd_fused(const RNNFwdParams& p, const RowKernels<T>& k, int64_t nshares) {
+  const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
+  T* out = static_cast<T*>(p.out);
+  const T* h0 = static_cast<const T*>(p.h0);
+  const T* W = static_cast<const T*>(p.w_hh);
+  const Lengths L(p.lengths, B, T_);
+  const Act act = act_of(p.relu);
+  // Row pointers of each share (rows that are active at the step), refilled every step.
+  std::vector<T*> ys(static_cast<size_t>(nshares * B));
+  std::vector<const T*> xs(static_cast<size_t>(nshares * B));
+  run_steps(T_, nshares, [&](int64_t s, int64_t share) {
+    const int64_t t = p.reverse ? T_ - 1 - s : s;
+    const auto [n0, n1] = share_columns(H, nshares, share);
+    T* cur = out + t * BH;
+    const T* nb = out + (p.reverse ? t + 1 : t - 1) * BH;  // the neighbouring step
+    T** y = ys.data() + share * B;
+    const T** x = xs.data() + share * B;
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      T* yr = cur + b * H;
+      if (!L.active(b, t)) { std::fill(yr + n0, yr + n1, T(0)); continue; }
+      y[n] = yr;
+      x[n++] = t == L.first_step(b, p.reverse) ? h0 + b * H : nb + b * H;
+    }
+    DotArgs<T> a;
+    a.nrows = n;
+    a.y = y;
+    a.init = y;
+    a.x0 = x;
+    a.w0 = W;
+    a.k0 = H;
+    a.act = act;
+    k.dot_rows(a, n0, n1);
+  });
+}
+
+template <typename T>
+void fwd_gemm(const RNNFwdParams& p, const RowKernels<T>& k) {
+  const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
+  T* out = static_cast<T*>(p.out);
+  const T* h0 = static_cast<const T*>(p.h0);
+  const T* W = static_cast<const T*>(p.w_hh);
+  const Lengths L(p.lengths, B, T_);
+  const Act act = act_of(p.relu);
+  auto step_of = [&](int64_t s) { return p.reverse ? T_ - 1 - s : s; };
+  // State buffer only where rows may start at different steps (masked); else read h_prev from
+  // the previous step's output in place.
+  T* state = static_cast<T*>(p.state);
+  if (L.masked()) std::memcpy(state, h0, sizeof(T) * BH);
+  const int64_t grain = elementwise_grain(H);
+  for (int64_t s = 0; s < T_; ++s) {
+    const int64_t t = step_of(s);
+    T* cur = out + t * BH;
+    const T* prev = L.masked() ? state : (s == 0 ? h0 : out + step_of(s - 1) * BH);
+    const int64_t m = L.rows_to_compute(B, t);
+    gemm<T>(cur, prev, W, m, H, H, /*trans_b=*/true, /*accumulate=*/true);
+    auto rows = [&](int64_t b0, int64_t b1) {
+      if (!L.masked()) {  // contiguous rows: one pass
+        k.act_row(cur + b0 * H, (b1 - b0) * H, act);
+        return;
+      }
+      for (int64_t b = b0; b < b1; ++b) {
+        T* y = cur + b * H;
+        if (!L.active(b, t)) { std::fill(y, y + H, T(0)); continue; }
+        k.act_row(y, H, act);
+        std::memcpy(state + b * H, y, sizeof(T) * H);
+      }
+    };
+    if (B <= grain) rows(0, B);
+    else at::parallel_for(0, B, grain, rows);
+  }
+}
+
+struct PathChoice {
+  bool fused = true;
+  int64_t shares = 1;  // threads the fused path splits each step's columns across
+};
+PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, Isa isa);
+
 template <typename T>
 void fwd_impl(const RNNFwdParams& p) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
-  const T* W = static_cast<const T*>(p.w_hh);
   T* hn = static_cast<T*>(p.hn);
   const Lengths L(p.lengths, B, T_);
-  const Act act = act_of(p.relu);
   const RowKernels<T>& k = row_kernels<T>();
-  auto step_of = [&](int64_t s) { return p.reverse ? T_ - 1 - s : s; };
-
   if (T_ > 0 && B > 0) {
-    if (choose_path(B, H, sizeof(T)) == Path::Fused) {
-      std::vector<T> WT(static_cast<size_t>(H * H));  // W_hhᵀ, so each k reads one contiguous row
-      for (int64_t i = 0; i < H; ++i)
-        for (int64_t j = 0; j < H; ++j) WT[j * H + i] = W[i * H + j];
-      const int64_t grain = row_grain(H, H);
-      for (int64_t s = 0; s < T_; ++s) {
-        const int64_t t = step_of(s);
-        T* cur = out + t * BH;
-        const T* nb = out + (p.reverse ? t + 1 : t - 1) * BH;  // the neighbouring step
-        at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-          RowGroup<T> grp;
-          for (int64_t b = b0; b < b1; ++b) {
-            T* y = cur + b * H;
-            if (!L.active(b, t)) { std::fill(y, y + H, T(0)); continue; }
-            const T* prev = t == L.first_step(b, p.reverse) ? h0 + b * H : nb + b * H;
-            if (grp.add(y, prev)) grp.flush(k, WT.data(), H, /*accumulate=*/true, act);
-          }
-          grp.flush(k, WT.data(), H, /*accumulate=*/true, act);
-        });
-      }
-    } else {
-      // State buffer only where rows may start at different steps (masked); else read h_prev
-      // from the previous step's output in place.
-      T* state = static_cast<T*>(p.state);
-      if (L.masked()) std::memcpy(state, h0, sizeof(T) * BH);
-      const int64_t grain = row_grain(H, 16);
-      for (int64_t s = 0; s < T_; ++s) {
-        const int64_t t = step_of(s);
-        T* cur = out + t * BH;
-        const T* prev = L.masked() ? state : (s == 0 ? h0 : out + step_of(s - 1) * BH);
-        const int64_t m = L.rows_to_compute(B, t);
-        gemm<T>(cur, prev, W, m, H, H, /*trans_b=*/true, /*accumulate=*/true);
-        at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-          for (int64_t b = b0; b < b1; ++b) {
-            T* y = cur + b * H;
-            if (!L.active(b, t)) { std::fill(y, y + H, T(0)); continue; }
-            k.act_row(y, H, act);
-            if (L.masked()) std::memcpy(state + b * H, y, sizeof(T) * H);
-          }
-        });
-      }
-    }
+    const PathChoice c = choose_path(B, H, c10::CppTypeToScalarType<T>::value, /*backward=*/false, k.isa);
+    if (c.fused) fwd_fused<T>(p, k, c.shares);
+    else fwd_gemm<T>(p, k);
   }
   // h_n: the output of each item's last active step, h0 if it has none.
   for (int64_t b = 0; b < B; ++b) {
@@ -205,8 +186,11 @@ void fwd_impl(const RNNFwdParams& p) {
   }
 }
 
+// Backward, fused path. Work item s (0..T) of a share (its columns C): first dh[:, C] =
+// dz_{s-1} W_hh[:, C] for the rows active at step s-1 (needs every column of dz_{s-1}: the
+// previous item of every share), then dz_s[:, C] from dh[:, C]. One meeting per step.
 template <typename T>
-void bwd_impl(const RNNBwdParams& p) {
+void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   const T* g = static_cast<const T*>(p.grad_out);
   const T* out = static_cast<const T*>(p.out);
@@ -214,48 +198,211 @@ void bwd_impl(const RNNBwdParams& p) {
   T* dz = static_cast<T*>(p.dz);
   T* dz_first = static_cast<T*>(p.dz_first);
   T* dh = static_cast<T*>(p.state);  // (B, H): the running dL/dh
-  T* tmp = dh + BH;                  // (B, H): scratch for the masked gemm path
   const Lengths L(p.lengths, B, T_);
   const Act act = act_of(p.relu);
-  const RowKernels<T>& k = row_kernels<T>();
-
-  if (p.grad_hn) std::memcpy(dh, p.grad_hn, sizeof(T) * BH);
-  else std::fill(dh, dh + BH, T(0));
-  std::fill(dz_first, dz_first + BH, T(0));
-
-  // Processing order is the reverse of the forward's: forward direction t = T-1..0.
   auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
-  const bool fused = choose_path(B, H, sizeof(T)) == Path::Fused;
-  const int64_t grain = row_grain(H, fused ? H : 16);
-  for (int64_t s = 0; s < T_ && B > 0; ++s) {
+  std::vector<T*> ys(static_cast<size_t>(nshares * B));
+  std::vector<const T*> xs(static_cast<size_t>(nshares * B));
+  run_steps(T_ + 1, nshares, [&](int64_t s, int64_t share) {
+    const auto [n0, n1] = share_columns(H, nshares, share);
+    if (s > 0) {
+      const int64_t t = step_of(s - 1);
+      T** y = ys.data() + share * B;
+      const T** x = xs.data() + share * B;
+      int64_t n = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        if (!L.active(b, t)) continue;
+        y[n] = dh + b * H;
+        x[n++] = dz + t * BH + b * H;
+      }
+      k.vecmat_rows(n, y, x, W, H, H, n0, n1, /*accumulate=*/false, Act::None);
+    }
+    if (s < T_) {
+      const int64_t t = step_of(s);
+      for (int64_t b = 0; b < B; ++b) {
+        T* dzr = dz + t * BH + b * H;
+        if (!L.active(b, t)) { std::fill(dzr + n0, dzr + n1, T(0)); continue; }
+        k.dz_row(dzr + n0, dh + b * H + n0, g ? g + t * BH + b * H + n0 : nullptr,
+                 out + t * BH + b * H + n0, n1 - n0, act);
+        if (t == L.first_step(b, p.reverse))
+          std::memcpy(dz_first + b * H + n0, dzr + n0, sizeof(T) * (n1 - n0));
+      }
+    }
+  });
+}
+
+template <typename T>
+void bwd_gemm(const RNNBwdParams& p, const RowKernels<T>& k) {
+  const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
+  const T* g = static_cast<const T*>(p.grad_out);
+  const T* out = static_cast<const T*>(p.out);
+  const T* W = static_cast<const T*>(p.w_hh);
+  T* dz = static_cast<T*>(p.dz);
+  T* dz_first = static_cast<T*>(p.dz_first);
+  T* dh = static_cast<T*>(p.state);  // (B, H): the running dL/dh
+  T* tmp = dh + BH;                  // (B, H): scratch for the masked case
+  const Lengths L(p.lengths, B, T_);
+  const Act act = act_of(p.relu);
+  auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
+  const int64_t grain = elementwise_grain(H);
+  for (int64_t s = 0; s < T_; ++s) {
     const int64_t t = step_of(s);
     T* dzt = dz + t * BH;
     const T* gt = g ? g + t * BH : nullptr;
     const T* ot = out + t * BH;
-    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-      RowGroup<T> grp;
+    auto rows = [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T* dzr = dzt + b * H;
         if (!L.active(b, t)) { std::fill(dzr, dzr + H, T(0)); continue; }
         k.dz_row(dzr, dh + b * H, gt ? gt + b * H : nullptr, ot + b * H, H, act);
         if (t == L.first_step(b, p.reverse)) std::memcpy(dz_first + b * H, dzr, sizeof(T) * H);
-        // dh = dz_t · W_hh (in place: the product reads dz_t, not dh).
-        if (fused && grp.add(dh + b * H, dzr)) grp.flush(k, W, H, /*accumulate=*/false, Act::None);
       }
-      if (fused) grp.flush(k, W, H, /*accumulate=*/false, Act::None);
-    });
-    if (!fused) {
-      const int64_t m = L.rows_to_compute(B, t);
-      if (!L.masked() || L.sorted_desc) {
-        gemm<T>(dh, dzt, W, m, H, H, /*trans_b=*/false, /*accumulate=*/false);
-      } else {
-        gemm<T>(tmp, dzt, W, B, H, H, /*trans_b=*/false, /*accumulate=*/false);
-        for (int64_t b = 0; b < B; ++b)
-          if (L.active(b, t)) std::memcpy(dh + b * H, tmp + b * H, sizeof(T) * H);
-      }
+    };
+    if (B <= grain) rows(0, B);
+    else at::parallel_for(0, B, grain, rows);
+    const int64_t m = L.rows_to_compute(B, t);
+    if (!L.masked() || L.sorted_desc) {
+      gemm<T>(dh, dzt, W, m, H, H, /*trans_b=*/false, /*accumulate=*/false);
+    } else {
+      gemm<T>(tmp, dzt, W, B, H, H, /*trans_b=*/false, /*accumulate=*/false);
+      for (int64_t b = 0; b < B; ++b)
+        if (L.active(b, t)) std::memcpy(dh + b * H, tmp + b * H, sizeof(T) * H);
     }
   }
+}
+
+template <typename T>
+void bwd_impl(const RNNBwdParams& p) {
+  const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
+  T* dz_first = static_cast<T*>(p.dz_first);
+  T* dh = static_cast<T*>(p.state);
+  const RowKernels<T>& k = row_kernels<T>();
+  if (p.grad_hn) std::memcpy(dh, p.grad_hn, sizeof(T) * BH);
+  else std::fill(dh, dh + BH, T(0));
+  std::fill(dz_first, dz_first + BH, T(0));
+  if (T_ > 0 && B > 0) {
+    const PathChoice c = choose_path(B, H, c10::CppTypeToScalarType<T>::value, /*backward=*/true, k.isa);
+    if (c.fused) bwd_fused<T>(p, k, c.shares);
+    else bwd_gemm<T>(p, k);
+  }
   std::memcpy(p.grad_h0, dh, sizeof(T) * BH);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Path choice.
+//
+// Shares: the fused path splits a step's columns across the intra-op threads where a step has
+// at least 2^16 multiply-adds (B·H²) and every thread gets at least 32 columns; below that the
+// meeting per step (a few hundred ns) would eat the gain. One thread stays one thread, and so
+// does a call from inside a parallel region.
+//
+// Path: B·H² < 2^17: fused (a BLAS call per step costs more than the whole step). B·H² > 2^26:
+// gemm (the BLAS's cache blocking wins; timing the choice there is too noisy: two timed steps of
+// a 2^28 product chose wrong in a test run and made 256x1024 forward 0.97x nn.RNN). In between, the answer depends on the processor (its
+// vector width, its BLAS, its caches): the first call with a given (B, H, dtype, direction,
+// instruction set, threads) times both paths on scratch data of that shape (a few ms, once per
+// process) and remembers the faster. RNNFUSED_CPU_KERNEL=fused|gemm forces a path;
+// RNNFUSED_CPU_SPLIT=N forces N shares on the fused path (tests).
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long long x = std::strtoll(v, &end, 10);
+  TORCH_CHECK(end && *end == '\0' && x >= 1, "rnnfused: ", name, " must be a positive integer, got '", v, "'");
+  return x;
+}
+
+int64_t fused_shares(int64_t B, int64_t H) {
+  const int64_t forced = env_int("RNNFUSED_CPU_SPLIT", 0);
+  if (forced > 0) return std::min<int64_t>(forced, std::max<int64_t>(1, H / 16));
+  if (at::in_parallel_region()) return 1;
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || B * H * H < (int64_t(1) << 16)) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(threads, H / 32));
+}
+
+// Times the two paths of one direction on scratch data of shape (B, H); true if fused wins.
+template <typename T>
+bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
+  const RowKernels<T>& k = row_kernels<T>();
+  // Enough steps for about 2^23 multiply-adds per timed run (a few ms over all runs).
+  const int64_t S = std::clamp<int64_t>((int64_t(1) << 23) / (B * H * H), 2, 64);
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  // Deterministic values in [-1, 1] (never the global RNG: timing must not change the user's
+  // random stream).
+  auto fill = [&](at::IntArrayRef shape, double scale) {
+    int64_t n = 1;
+    for (const int64_t d : shape) n *= d;
+    return at::arange(n, opts).mul_(0.7548776662).sin_().mul_(scale).view(shape);
+  };
+  const at::Tensor W = fill({H, H}, 1.0 / std::sqrt(double(H)));
+  const at::Tensor h0 = fill({B, H}, 0.5);
+  const at::Tensor pre = fill({S, B, H}, 1.0);
+  const at::Tensor g = fill({S, B, H}, 0.1);
+  at::Tensor out = at::empty({S, B, H}, opts), dz = at::empty({S, B, H}, opts);
+  at::Tensor state = at::empty({2, B, H}, opts), extra = at::empty({B, H}, opts);
+  RNNFwdParams fp;
+  fp.T = S; fp.B = B; fp.H = H;
+  fp.state = state.data_ptr(); fp.out = out.data_ptr(); fp.h0 = h0.data_ptr();
+  fp.w_hh = W.data_ptr(); fp.hn = extra.data_ptr();
+  RNNBwdParams bp;
+  bp.T = S; bp.B = B; bp.H = H;
+  bp.state = state.data_ptr(); bp.grad_out = g.data_ptr(); bp.out = pre.data_ptr();
+  bp.w_hh = W.data_ptr(); bp.dz = dz.data_ptr(); bp.dz_first = extra.data_ptr();
+  auto run = [&](bool fused) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (backward) {
+      state.zero_();
+      if (fused) bwd_fused<T>(bp, k, shares);
+      else bwd_gemm<T>(bp, k);
+    } else {
+      out.copy_(pre);
+      if (fused) fwd_fused<T>(fp, k, shares);
+      else fwd_gemm<T>(fp, k);
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  run(true);
+  run(false);
+  double best_fused = 1e30, best_gemm = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {  // interleaved, best of each
+    best_fused = std::min(best_fused, run(true));
+    best_gemm = std::min(best_gemm, run(false));
+  }
+  return best_fused <= best_gemm;
+}
+
+PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, Isa isa) {
+  PathChoice c;
+  c.shares = fused_shares(B, H);
+  const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
+  if (env && *env) {
+    const std::string e(env);
+    if (e == "fused") return c;
+    if (e == "gemm") { c.fused = false; return c; }
+    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_KERNEL must be fused, gemm or auto, got '",
+                e, "'");
+  }
+  const int64_t work = B * H * H;
+  if (work < (int64_t(1) << 17)) return c;
+  if (work > (int64_t(1) << 26)) { c.fused = false; return c; }
+  using Key = std::tuple<int64_t, int64_t, int, bool, int, int64_t>;
+  static std::mutex mu;
+  static std::map<Key, bool> cache;
+  const Key key{B, H, static_cast<int>(dtype), backward, static_cast<int>(isa), c.shares};
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto it = cache.find(key);
+    if (it != cache.end()) { c.fused = it->second; return c; }
+  }
+  // Timed outside the lock (it runs ATen ops); two threads meeting a new shape at once both
+  // time it, and agree or not: either answer is correct, only its speed differs.
+  c.fused = dtype == c10::ScalarType::Double ? fused_is_faster<double>(B, H, backward, c.shares)
+                                             : fused_is_faster<float>(B, H, backward, c.shares);
+  std::lock_guard<std::mutex> lock(mu);
+  cache.emplace(key, c.fused);
+  return c;
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The CPU row kernels compiled for AVX2 + FMA (ATen's Vectorized<T> then uses 256-bit
-// intrinsics and Sleef's vector tanh). rnn_cpu.cpp calls them only where the processor has both.
+// intrinsics and Sleef). rnn_cpu_isa.cpp calls them only where the processor has both.
 // The target pragma comes before any include so every function in this file, inline ones from
 // headers included, is compiled for the same target.
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -31,9 +31,15 @@
 
 namespace rnnfused::cpu {
 #ifdef RNNFUSED_AVX2
+// 16 vector registers: dot-form tiles of 3 rows × 4 columns (12 accumulators + 3 row vectors),
+// broadcast form with 8 accumulators.
 bool have_avx2_kernels() { return true; }
-RowKernels<float> row_kernels_avx2_f32() { return make_row_kernels<float>(); }
-RowKernels<double> row_kernels_avx2_f64() { return make_row_kernels<double>(); }
+RowKernels<float> row_kernels_avx2_f32() {
+  return make_row_kernels<Vectorized<float>, 3, 8>(Isa::Avx2);
+}
+RowKernels<double> row_kernels_avx2_f64() {
+  return make_row_kernels<Vectorized<double>, 3, 8>(Isa::Avx2);
+}
 #else
 bool have_avx2_kernels() { return false; }
 RowKernels<float> row_kernels_avx2_f32() { TORCH_CHECK(false, "rnnfused: no AVX2 kernels"); }

@@ -1,39 +1,78 @@
 // rnnfused CPU: one fused cell step, h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh), and its
 // backward (rnn.h: RNNCellParams, RNNCellBwdParams).
 //
-// A plain scalar version: correct, with the weights in nn.RNNCell's layout (no preparation), one
-// pass per output element. The vectorised, per-ISA version belongs with the row kernels.
+// Latency-bound (called once per time step from Python, B = 1..64): the weights are read in
+// nn.RNNCell's own layout (no preparation), no allocation, and no thread fork below about 2^20
+// multiply-adds. Forward: both products accumulate into the same registers (the dot form of
+// rnn_cpu_kernel.h over the rows of W_ih, then of W_hh), biases and activation applied once.
+// Backward: dz = g ⊙ act'(h_new) per row, then grad_x = dz W_ih and grad_h = dz W_hh (the
+// broadcast form, W_ih and W_hh as stored) while dz is still in L1.
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
 
 #include "rnn_cpu.h"
+#include "rnn_cpu_rows.h"
+#include "rnn_cpu_steps.h"
 
 namespace rnnfused {
 namespace cpu {
 namespace {
 
-template <typename T>
-T act(T v, bool relu) { return relu ? (v < T(0) ? T(0) : v) : std::tanh(v); }
+constexpr int64_t kRowChunk = 64;  // rows per pass (pointer arrays on the stack)
+
+// Threads for a product of `work` multiply-adds over N columns: 1 unless it is big enough.
+int64_t cell_shares(int64_t work, int64_t N) {
+  if (work < (int64_t(1) << 20) || at::in_parallel_region()) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), N / 32));
+}
+
+// Runs f(n0, n1) over the columns [0, N), split across `shares` threads.
+template <class F>
+void over_columns(int64_t N, int64_t shares, const F& f) {
+  if (shares <= 1) return f(int64_t(0), N);
+  at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const auto [n0, n1] = share_columns(N, shares, s);
+      f(n0, n1);
+    }
+  });
+}
 
 template <typename T>
 void cell_fwd(const RNNCellParams& p) {
   const T* x = static_cast<const T*>(p.x);
   const T* h = static_cast<const T*>(p.h);
-  const T* wih = static_cast<const T*>(p.w_ih);
-  const T* whh = static_cast<const T*>(p.w_hh);
-  const T* bih = static_cast<const T*>(p.b_ih);
-  const T* bhh = static_cast<const T*>(p.b_hh);
   T* out = static_cast<T*>(p.h_new);
   const int64_t B = p.B, I = p.I, H = p.H;
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t n = 0; n < H; ++n) {
-      T acc = (bih ? bih[n] : T(0)) + (bhh ? bhh[n] : T(0));
-      for (int64_t k = 0; k < I; ++k) acc += x[b * I + k] * wih[n * I + k];
-      for (int64_t k = 0; k < H; ++k) acc += h[b * H + k] * whh[n * H + k];
-      out[b * H + n] = act(acc, p.relu);
+  if (B <= 0 || H <= 0) return;
+  const RowKernels<T>& k = row_kernels<T>();
+  const int64_t shares = cell_shares(B * H * (I + H), H);
+  for (int64_t b0 = 0; b0 < B; b0 += kRowChunk) {
+    const int64_t n = std::min(kRowChunk, B - b0);
+    T* y[kRowChunk];
+    const T* xr[kRowChunk];
+    const T* hr[kRowChunk];
+    for (int64_t r = 0; r < n; ++r) {
+      y[r] = out + (b0 + r) * H;
+      xr[r] = x + (b0 + r) * I;
+      hr[r] = h + (b0 + r) * H;
     }
+    DotArgs<T> a;
+    a.nrows = n;
+    a.y = y;
+    a.bias0 = static_cast<const T*>(p.b_ih);
+    a.bias1 = static_cast<const T*>(p.b_hh);
+    a.x0 = xr;
+    a.w0 = static_cast<const T*>(p.w_ih);
+    a.k0 = I;
+    a.x1 = hr;
+    a.w1 = static_cast<const T*>(p.w_hh);
+    a.k1 = H;
+    a.act = p.relu ? Act::Relu : Act::Tanh;
+    over_columns(H, shares, [&](int64_t n0, int64_t n1) { k.dot_rows(a, n0, n1); });
   }
 }
 
@@ -47,24 +86,41 @@ void cell_bwd(const RNNCellBwdParams& p) {
   T* gx = static_cast<T*>(p.grad_x);
   T* gh = static_cast<T*>(p.grad_h);
   const int64_t B = p.B, I = p.I, H = p.H;
-  for (int64_t b = 0; b < B; ++b) {
-    T* d = dz + b * H;
-    for (int64_t n = 0; n < H; ++n) {
-      const T y = hn[b * H + n];
-      // relu' passes the gradient where the output is NaN, as torch's threshold_backward does.
-      const T deriv = p.relu ? (y <= T(0) ? T(0) : T(1)) : T(1) - y * y;
-      d[n] = g[b * H + n] * deriv;
+  if (B <= 0) return;
+  const RowKernels<T>& k = row_kernels<T>();
+  const Act act = p.relu ? Act::Relu : Act::Tanh;
+  const int64_t shares =
+      cell_shares(B * H * ((gx ? I : 0) + (gh ? H : 0)), std::max(gx ? I : 0, gh ? H : 0));
+  for (int64_t b0 = 0; b0 < B; b0 += kRowChunk) {
+    const int64_t n = std::min(kRowChunk, B - b0);
+    const T* d[kRowChunk];
+    T* yx[kRowChunk];
+    T* yh[kRowChunk];
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t b = b0 + r;
+      k.dz_row(dz + b * H, g + b * H, nullptr, hn + b * H, H, act);
+      d[r] = dz + b * H;
+      yx[r] = gx ? gx + b * I : nullptr;
+      yh[r] = gh ? gh + b * H : nullptr;
     }
-    if (gx) {
-      for (int64_t k = 0; k < I; ++k) gx[b * I + k] = T(0);
-      for (int64_t n = 0; n < H; ++n)
-        for (int64_t k = 0; k < I; ++k) gx[b * I + k] += d[n] * wih[n * I + k];
+    if (shares <= 1) {
+      if (gx && I > 0) k.vecmat_rows(n, yx, d, wih, H, I, 0, I, /*accumulate=*/false, Act::None);
+      if (gh) k.vecmat_rows(n, yh, d, whh, H, H, 0, H, /*accumulate=*/false, Act::None);
+      continue;
     }
-    if (gh) {
-      for (int64_t k = 0; k < H; ++k) gh[b * H + k] = T(0);
-      for (int64_t n = 0; n < H; ++n)
-        for (int64_t k = 0; k < H; ++k) gh[b * H + k] += d[n] * whh[n * H + k];
-    }
+    // Both products' columns in one split: share s takes its part of grad_x and of grad_h.
+    at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        if (gx && I > 0) {
+          const auto [n0, n1] = share_columns(I, shares, s);
+          k.vecmat_rows(n, yx, d, wih, H, I, n0, n1, false, Act::None);
+        }
+        if (gh) {
+          const auto [n0, n1] = share_columns(H, shares, s);
+          k.vecmat_rows(n, yh, d, whh, H, H, n0, n1, false, Act::None);
+        }
+      }
+    });
   }
 }
 

@@ -1,5 +1,6 @@
 // rnnfused CPU: the per-row building blocks of the recurrence, one set per instruction set.
-// rnn_cpu.cpp runs the step loop and calls these through a table chosen once at run time.
+// rnn_cpu.cpp and rnn_cpu_cell.cpp run the step loops and call these through a table
+// (RowKernels) chosen at run time (row_kernels<T>(), rnn_cpu_isa.cpp).
 #pragma once
 #include <cstdint>
 
@@ -7,25 +8,72 @@ namespace rnnfused::cpu {
 
 enum class Act : int { None = 0, Tanh = 1, Relu = 2 };
 
+// The instruction sets the kernels are compiled for. Vec16 is the AVX-512 register blocking
+// (16 float / 8 double lanes, same row and column blocks) built from portable C++ on any
+// processor: tests use it to run the 16-lane blocking and tail logic where AVX-512 is missing.
+enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2, Vec16 = 3 };
+const char* isa_name(Isa isa);
+
+// The dot form, over weights in nn.RNN's own layout (no per-call preparation): for each of the
+// nrows rows r and each column n in [n0, n1),
+//   y_r[n] = act( init_r[n] + bias0[n] + bias1[n] + Σ_k x0_r[k] w0[n·k0 + k] + Σ_k x1_r[k] w1[n·k1 + k] )
+// (each of init, bias0, bias1 may be null; k0 or k1 may be 0). w0, w1 row-major (N, k): row n of
+// W_hh (or W_ih) is contiguous, so each output is a dot product of two contiguous rows; the
+// kernel keeps a tile of rows × columns of such dot products in registers and reduces across
+// the vector lanes once at the end. init may alias y.
+// Forward step: init = y = pre_t rows, x0 = h_{t-1} rows, w0 = W_hh, k0 = H.
+// Fused cell: x0 = x, w0 = W_ih, k0 = I, x1 = h, w1 = W_hh, k1 = H, bias0 = b_ih, bias1 = b_hh.
+template <typename T>
+struct DotArgs {
+  int64_t nrows = 0;
+  T* const* y = nullptr;
+  const T* const* init = nullptr;
+  const T* bias0 = nullptr;
+  const T* bias1 = nullptr;
+  const T* const* x0 = nullptr;
+  const T* w0 = nullptr;
+  int64_t k0 = 0;
+  const T* const* x1 = nullptr;
+  const T* w1 = nullptr;
+  int64_t k1 = 0;
+  Act act = Act::None;
+};
+
 template <typename T>
 struct RowKernels {
-  // For each of the nrows rows r: y_r[n] = act((accumulate ? y_r[n] : 0) + Σ_k x_r[k] · M[k·N + n]),
-  // n < N; M row-major (K, N). Rows are done together (up to 4) so each load of M feeds several.
-  // Forward: y = pre_t rows, x = h_{t-1} rows, M = W_hhᵀ. Backward: y = dh rows, x = dz_t rows,
-  // M = W_hh.
-  void (*vecmat_rows)(int nrows, T* const* y, const T* const* x, const T* M, int64_t K, int64_t N,
-                      bool accumulate, Act act);
-  // y[n] = act(y[n]): the epilogue when the recurrent product came from a BLAS call.
+  Isa isa;
+  // See DotArgs: columns [n0, n1) of every row.
+  void (*dot_rows)(const DotArgs<T>& a, int64_t n0, int64_t n1);
+  // The broadcast form: for each of the nrows rows r and n in [n0, n1),
+  //   y_r[n] = act((accumulate ? y_r[n] : 0) + Σ_k x_r[k] · M[k·ldm + n]),  M row-major (K, ldm).
+  // Backward: y = dh rows, x = dz_t rows, M = W_hh (dh = dz W_hh needs no transpose either).
+  void (*vecmat_rows)(int64_t nrows, T* const* y, const T* const* x, const T* M, int64_t K,
+                      int64_t ldm, int64_t n0, int64_t n1, bool accumulate, Act act);
+  // y[n] = act(y[n]), n < N: the epilogue when the recurrent product came from a BLAS call.
   void (*act_row)(T* y, int64_t N, Act act);
   // dz[n] = (dh[n] + g[n]) · act'(h[n]), act' from the activation's output; g may be null.
   void (*dz_row)(T* dz, const T* dh, const T* g, const T* h, int64_t N, Act act);
 };
 
-// Defined in rnn_cpu_default.cpp (any processor) and rnn_cpu_avx2.cpp (x86-64 with AVX2 + FMA).
+// Defined in rnn_cpu_default.cpp (Default and Vec16: any processor), rnn_cpu_avx2.cpp
+// (x86-64 with AVX2 + FMA) and rnn_cpu_avx512.cpp (x86-64 with AVX-512 F/BW/DQ/VL).
 RowKernels<float> row_kernels_default_f32();
 RowKernels<double> row_kernels_default_f64();
+RowKernels<float> row_kernels_vec16_f32();
+RowKernels<double> row_kernels_vec16_f64();
 bool have_avx2_kernels();  // compiled in (x86-64 with GCC or Clang)
 RowKernels<float> row_kernels_avx2_f32();
 RowKernels<double> row_kernels_avx2_f64();
+bool have_avx512_kernels();
+RowKernels<float> row_kernels_avx512_f32();
+RowKernels<double> row_kernels_avx512_f64();
+
+// rnn_cpu_isa.cpp: the instruction set in use for this call: RNNFUSED_CPU_ISA if set
+// (default|avx2|avx512|vec16|auto; raises if the processor lacks the one named), else the best
+// the processor has (capped by ATen's own ATEN_CPU_CAPABILITY=default|avx2).
+Isa current_isa();
+bool isa_supported(Isa isa, const char** why_not = nullptr);
+template <typename T>
+const RowKernels<T>& row_kernels();
 
 }  // namespace rnnfused::cpu

@@ -1,0 +1,116 @@
+// rnnfused CPU: which instruction set's row kernels run (ATen's scheme: one source compiled per
+// instruction set, one chosen at run time).
+//
+//   RNNFUSED_CPU_ISA=auto|default|avx2|avx512|vec16   (read on every call; unset = auto)
+//   auto: the best the processor has: avx512 (F, BW, DQ, VL, as ATen requires) > avx2 (+FMA) >
+//         default, capped by ATen's own ATEN_CPU_CAPABILITY=default|avx2 if set.
+//   vec16: the AVX-512 blocking in portable C++ (tests only; slow).
+// Naming an instruction set the processor lacks raises (RuntimeError) with the reason.
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "rnn_cpu_rows.h"
+
+namespace rnnfused::cpu {
+namespace {
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // __builtin_cpu_supports reads CPUID; it also checks (GCC >= 12 / libgcc) that the OS saves
+  // the 512-bit state. The same four extensions ATen requires for its AVX512 capability.
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+Isa best_isa() {
+  static const Isa best = [] {
+    const char* cap = std::getenv("ATEN_CPU_CAPABILITY");  // ATen's own knob, honoured too
+    const std::string c = cap ? cap : "";
+    if (c == "default") return Isa::Default;
+    if (have_avx512_kernels() && cpu_has_avx512() && c != "avx2") return Isa::Avx512;
+    if (have_avx2_kernels() && cpu_has_avx2()) return Isa::Avx2;
+    return Isa::Default;
+  }();
+  return best;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+    case Isa::Vec16: return "vec16";
+    default: return "default";
+  }
+}
+
+bool isa_supported(Isa isa, const char** why_not) {
+  const char* why = nullptr;
+  switch (isa) {
+    case Isa::Default:
+    case Isa::Vec16: break;
+    case Isa::Avx2:
+      if (!have_avx2_kernels()) why = "this build has no AVX2 kernels (not x86-64 GCC/Clang)";
+      else if (!cpu_has_avx2()) why = "this processor lacks AVX2 or FMA";
+      break;
+    case Isa::Avx512:
+      if (!have_avx512_kernels()) why = "this build has no AVX-512 kernels (not x86-64 GCC/Clang)";
+      else if (!cpu_has_avx512()) why = "this processor lacks AVX-512 (F, BW, DQ and VL)";
+      break;
+  }
+  if (why_not) *why_not = why;
+  return why == nullptr;
+}
+
+Isa current_isa() {
+  const char* env = std::getenv("RNNFUSED_CPU_ISA");
+  if (!env || !*env) return best_isa();
+  Isa isa;
+  if (!std::strcmp(env, "auto")) return best_isa();
+  else if (!std::strcmp(env, "default")) isa = Isa::Default;
+  else if (!std::strcmp(env, "avx2")) isa = Isa::Avx2;
+  else if (!std::strcmp(env, "avx512")) isa = Isa::Avx512;
+  else if (!std::strcmp(env, "vec16")) isa = Isa::Vec16;
+  else TORCH_CHECK(false, "rnnfused: RNNFUSED_CPU_ISA must be auto, default, avx2, avx512 or vec16, got '", env, "'");
+  const char* why = nullptr;
+  TORCH_CHECK(isa_supported(isa, &why), "rnnfused: RNNFUSED_CPU_ISA=", env, " but ", why);
+  return isa;
+}
+
+template <>
+const RowKernels<float>& row_kernels<float>() {
+  static const RowKernels<float> k[4] = {
+      row_kernels_default_f32(),
+      have_avx2_kernels() ? row_kernels_avx2_f32() : row_kernels_default_f32(),
+      have_avx512_kernels() ? row_kernels_avx512_f32() : row_kernels_default_f32(),
+      row_kernels_vec16_f32()};
+  return k[static_cast<int>(current_isa())];
+}
+
+template <>
+const RowKernels<double>& row_kernels<double>() {
+  static const RowKernels<double> k[4] = {
+      row_kernels_default_f64(),
+      have_avx2_kernels() ? row_kernels_avx2_f64() : row_kernels_default_f64(),
+      have_avx512_kernels() ? row_kernels_avx512_f64() : row_kernels_default_f64(),
+      row_kernels_vec16_f64()};
+  return k[static_cast<int>(current_isa())];
+}
+
+}  // namespace rnnfused::cpu

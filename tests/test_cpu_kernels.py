@@ -1,0 +1,313 @@
+"""The CPU kernels of every instruction set the processor supports (RNNFUSED_CPU_ISA), on both
+paths (RNNFUSED_CPU_KERNEL) and split across threads (RNNFUSED_CPU_SPLIT), against a float64
+reference; the float32 tanh's error bound; the fused cell step (rnn_cell_fwd_cpu /
+rnn_cell_bwd_cpu, called directly through a tiny C shim linked to rnnfused._C).
+
+vec16 is the AVX-512 register blocking (16 float / 8 double lanes) built portably: it runs the
+16-lane blocking and tail logic on any processor. The avx512 build itself runs only where the
+processor has AVX-512 F/BW/DQ/VL; elsewhere its tests skip, saying so."""
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+import torch
+
+import rnnfused
+from rnnfused import ops
+
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
+
+ISAS = ["default", "avx2", "avx512", "vec16"]
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def isa_missing(isa):
+    """Why this processor cannot run an instruction set's kernels, or None."""
+    if isa in ("default", "vec16"):
+        return None
+    import platform
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return f"{isa} kernels exist on x86-64 only"
+    flags = cpu_flags()
+    need = {"avx2": {"avx2", "fma"},
+            "avx512": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "fma"}}[isa]
+    lacking = sorted(need - flags)
+    return f"this processor lacks {', '.join(lacking)}" if lacking else None
+
+
+@pytest.fixture(params=ISAS)
+def isa(request, monkeypatch):
+    why = isa_missing(request.param)
+    if why:
+        pytest.skip(f"RNNFUSED_CPU_ISA={request.param}: {why} (its kernels are compiled, not run here)")
+    monkeypatch.setenv("RNNFUSED_CPU_ISA", request.param)
+    return request.param
+
+
+def reference(x, h0, w_ih, w_hh, b, relu, reverse, lengths=None):
+    """float64 step-by-step forward of one layer-direction (zeros past each item's length)."""
+    x, h0, w_ih, w_hh, b = (t.double() for t in (x, h0, w_ih, w_hh, b))
+    T, B = x.shape[:2]
+    lens = lengths.tolist() if lengths is not None else [T] * B
+    out = torch.zeros(T, B, w_hh.shape[0], dtype=torch.float64)
+    h = h0.clone()
+    steps = range(T - 1, -1, -1) if reverse else range(T)
+    for t in steps:
+        z = x[t] @ w_ih.t() + b + h @ w_hh.t()
+        hn = torch.relu(z) if relu else torch.tanh(z)
+        active = torch.tensor([t < l for l in lens])
+        h = torch.where(active[:, None], hn, h)
+        out[t] = torch.where(active[:, None], hn, torch.zeros_like(hn))
+    return out, h
+
+
+# Shapes chosen for the blockings: H below, at and off the vector widths (8 and 16 float lanes,
+# 4-column dot tiles), B off the row blocks (2, 3, 4 rows) and above them.
+SHAPES = [(1, 1, 3, 3), (3, 7, 5, 4), (5, 16, 9, 3), (2, 33, 20, 3), (7, 67, 31, 2),
+          (9, 130, 17, 2)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("path,split", [("fused", 1), ("fused", 2), ("fused", 3), ("gemm", 1)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_forward_backward_vs_float64(isa, path, split, relu, dtype, monkeypatch):
+    monkeypatch.setenv("RNNFUSED_CPU_KERNEL", path)
+    monkeypatch.setenv("RNNFUSED_CPU_SPLIT", str(split))
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
+    for i, (B, H, I, T) in enumerate(SHAPES):
+        g = torch.Generator().manual_seed(100 + i)
+        x = torch.randn(T, B, I, generator=g, dtype=dtype)
+        h0 = torch.randn(B, H, generator=g, dtype=dtype)
+        w_ih = (torch.randn(H, I, generator=g, dtype=dtype) / I ** 0.5).requires_grad_()
+        w_hh = (torch.randn(H, H, generator=g, dtype=dtype) / H ** 0.5).requires_grad_()
+        b = torch.randn(H, generator=g, dtype=dtype)
+        reverse = i % 2 == 1
+        lengths = torch.randint(0, T + 1, (B,), generator=g) if i >= 3 else None
+        xr = x.clone().requires_grad_()
+        h0r = h0.clone().requires_grad_()
+        out, hn = rnnfused.ops.rnn_fwd(xr, h0r, w_ih, w_hh, b, None, lengths, relu, reverse)
+        ro, rh = reference(x, h0, w_ih.detach(), w_hh.detach(), b, relu, reverse, lengths)
+        torch.testing.assert_close(out.double(), ro, **tol, msg=f"output {B, H, I, T}")
+        torch.testing.assert_close(hn.double(), rh, **tol, msg=f"h_n {B, H, I, T}")
+        # Backward against autograd through the float64 reference.
+        go = torch.randn(out.shape, generator=g, dtype=dtype)
+        gh = torch.randn(hn.shape, generator=g, dtype=dtype)
+        grads = torch.autograd.grad((out * go).sum() + (hn * gh).sum(), [xr, h0r, w_ih, w_hh])
+        leaves = [t.detach().double().requires_grad_() for t in (x, h0, w_ih, w_hh)]
+        ro2, rh2 = reference(*leaves, b, relu, reverse, lengths)
+        want = torch.autograd.grad((ro2 * go.double()).sum() + (rh2 * gh.double()).sum(), leaves)
+        for name, got_g, want_g in zip(["input", "h0", "w_ih", "w_hh"], grads, want):
+            torch.testing.assert_close(got_g.double(), want_g, **tol, msg=f"grad {name} {B, H, I, T}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_split_is_bitwise_identical(isa, dtype, monkeypatch):
+    """Splitting a step's columns across threads changes no arithmetic: same bits."""
+    monkeypatch.setenv("RNNFUSED_CPU_KERNEL", "fused")
+    g = torch.Generator().manual_seed(7)
+    T, B, H = 6, 5, 100
+    x = torch.randn(T, B, H, generator=g, dtype=dtype)
+    h0 = torch.randn(B, H, generator=g, dtype=dtype)
+    w = torch.randn(H, H, generator=g, dtype=dtype) / 10
+    b = torch.randn(H, generator=g, dtype=dtype)
+    res = []
+    for split, threads in [(1, 1), (2, 2), (3, 2), (4, 1)]:
+        monkeypatch.setenv("RNNFUSED_CPU_SPLIT", str(split))
+        torch.set_num_threads(threads)
+        out, hn = ops.rnn_fwd(x, h0, w, w, b, b)
+        go = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        gr = ops.rnn_bwd(go, None, x, h0, w, w, out, None, False, False, [True, True, True, True])
+        res.append((out, hn) + tuple(gr))
+    torch.set_num_threads(1)
+    for r in res[1:]:
+        for a, b_ in zip(res[0], r):
+            assert torch.equal(a, b_)
+
+
+def test_unsupported_isa_raises(monkeypatch):
+    x = torch.randn(2, 1, 4)
+    h0 = torch.zeros(1, 4)
+    w = torch.randn(4, 4)
+    monkeypatch.setenv("RNNFUSED_CPU_ISA", "sse9")
+    with pytest.raises(RuntimeError, match="RNNFUSED_CPU_ISA must be"):
+        ops.rnn_fwd(x, h0, w, w, None, None)
+    missing = [i for i in ISAS if isa_missing(i)]
+    if not missing:
+        pytest.skip("this processor runs every instruction set's kernels")
+    monkeypatch.setenv("RNNFUSED_CPU_ISA", missing[0])
+    with pytest.raises(RuntimeError, match="lacks"):
+        ops.rnn_fwd(x, h0, w, w, None, None)
+
+
+def _tanh_through_op(v):
+    """tanh of each value of v, through the fused forward: H = 1, W_ih = 1, W_hh = 0, T = 1."""
+    x = v.reshape(1, -1, 1)
+    out, _ = ops.rnn_fwd(x, torch.zeros(x.shape[1], 1), torch.ones(1, 1), torch.zeros(1, 1),
+                         None, None)
+    return out.reshape(-1)
+
+
+def _tanh_rows(v, H=37):
+    """The same, through full vectors: W_ih = identity, so pre = x exactly (finite x only)."""
+    n = v.numel() // H * H
+    x = v[:n].reshape(1, -1, H)
+    out, _ = ops.rnn_fwd(x, torch.zeros(x.shape[1], H), torch.eye(H), torch.zeros(H, H),
+                         None, None)
+    return out.reshape(-1), v[:n]
+
+
+def test_float32_tanh_error_bound(isa, monkeypatch):
+    monkeypatch.setenv("RNNFUSED_CPU_KERNEL", "fused")
+    g = torch.Generator().manual_seed(3)
+    v = torch.cat([torch.empty(200_000).uniform_(-12, 12, generator=g),
+                   torch.logspace(-30, 1.2, 20_000), -torch.logspace(-30, 1.2, 20_000),
+                   torch.linspace(-1, 1, 20_001)])
+    got, v = _tanh_rows(v)
+    want = torch.tanh(v.double())
+    ulp = torch.from_numpy(__import__("numpy").spacing(want.abs().float().numpy())).double()
+    err = ((got.double() - want).abs() / ulp).max().item()
+    assert err <= 6.0, f"float32 tanh error {err:.2f} ulp"  # ~4.7 with FMA, ~5.7 without
+    special = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 1e-45, -1e-45,
+                            3.4e38, -3.4e38, 9.0, 9.5, -9.0])
+    got = _tanh_through_op(special)
+    want = torch.tanh(special)
+    torch.testing.assert_close(got, want, rtol=3e-7, atol=0, equal_nan=True)
+    # Exactly ±1 where float32 tanh rounds to ±1 (so 1 - h² is 0 there, as in torch).
+    big = special.abs() >= 9.0109
+    assert torch.equal(got[big], torch.sign(special[big]))
+    assert (got[~torch.isnan(got)].abs() <= 1).all()
+
+
+# ---- the fused cell step, called directly ------------------------------------------------
+_SHIM = r"""
+#include <cstdint>
+#include <exception>
+#include <cstdio>
+#include "rnn.h"
+#include "cpu/rnn_cpu.h"
+extern "C" int cell_fwd(int dbl, const void* x, const void* h, const void* wih, const void* whh,
+                        const void* bih, const void* bhh, void* out, int64_t B, int64_t I,
+                        int64_t H, int relu) {
+  rnnfused::RNNCellParams p;
+  p.x = x; p.h = h; p.w_ih = wih; p.w_hh = whh; p.b_ih = bih; p.b_hh = bhh; p.h_new = out;
+  p.B = B; p.I = I; p.H = H; p.relu = relu != 0;
+  try { rnnfused::rnn_cell_fwd_cpu(p, dbl ? c10::ScalarType::Double : c10::ScalarType::Float); }
+  catch (const std::exception& e) { std::fprintf(stderr, "%s\n", e.what()); return 1; }
+  return 0;
+}
+extern "C" int cell_bwd(int dbl, const void* g, const void* hn, const void* wih, const void* whh,
+                        void* dz, void* gx, void* gh, int64_t B, int64_t I, int64_t H, int relu) {
+  rnnfused::RNNCellBwdParams p;
+  p.grad_h_new = g; p.h_new = hn; p.w_ih = wih; p.w_hh = whh; p.dz = dz; p.grad_x = gx;
+  p.grad_h = gh; p.B = B; p.I = I; p.H = H; p.relu = relu != 0;
+  try { rnnfused::rnn_cell_bwd_cpu(p, dbl ? c10::ScalarType::Double : c10::ScalarType::Float); }
+  catch (const std::exception& e) { std::fprintf(stderr, "%s\n", e.what()); return 1; }
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cell_lib(tmp_path_factory):
+    cxx = shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to build the cell shim")
+    from rnnfused import _C
+    lib_c = os.path.abspath(_C.__file__)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    d = tmp_path_factory.mktemp("cellshim")
+    src = d / "shim.cpp"
+    src.write_text(_SHIM)
+    inc = os.path.join(os.path.dirname(torch.__file__), "include")
+    so = d / "libshim.so"
+    subprocess.run([cxx, "-O1", "-shared", "-fPIC", "-std=c++17", f"-I{inc}",
+                    f"-I{os.path.join(root, 'csrc')}", str(src), "-o", str(so),
+                    lib_c, f"-Wl,-rpath,{os.path.dirname(lib_c)}"], check=True)
+    lib = ctypes.CDLL(str(so))
+    for fn in (lib.cell_fwd, lib.cell_bwd):
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+    return lib
+
+
+def _p(t):
+    return ctypes.c_void_p(t.data_ptr() if t is not None else None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("B,I,H", [(1, 3, 5), (1, 64, 64), (4, 10, 33), (7, 100, 17),
+                                   (64, 128, 256), (70, 9, 40), (3, 0, 8)])
+def test_cell_vs_float64(cell_lib, isa, B, I, H, relu, dtype):
+    g = torch.Generator().manual_seed(B * 1000 + H)
+    x = torch.randn(B, I, generator=g, dtype=dtype)
+    h = torch.randn(B, H, generator=g, dtype=dtype)
+    wih = torch.randn(H, I, generator=g, dtype=dtype) / max(I, 1) ** 0.5
+    whh = torch.randn(H, H, generator=g, dtype=dtype) / H ** 0.5
+    bih = torch.randn(H, generator=g, dtype=dtype)
+    bhh = None if H % 2 else torch.randn(H, generator=g, dtype=dtype)
+    out = torch.empty(B, H, dtype=dtype)
+    dbl = int(dtype == torch.float64)
+    assert cell_lib.cell_fwd(dbl, _p(x), _p(h), _p(wih), _p(whh), _p(bih), _p(bhh), _p(out),
+                             B, I, H, int(relu)) == 0
+    leaves = [t.double().requires_grad_() for t in (x, h, wih, whh)]
+    z = leaves[0] @ leaves[2].t() + bih.double() + leaves[1] @ leaves[3].t()
+    if bhh is not None:
+        z = z + bhh.double()
+    ref = torch.relu(z) if relu else torch.tanh(z)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
+    torch.testing.assert_close(out.double(), ref.detach(), **tol)
+    # nn.RNNCell on the same weights, in the same dtype.
+    cell = torch.nn.RNNCell(I, H, bias=True, nonlinearity="relu" if relu else "tanh", dtype=dtype)
+    with torch.no_grad():
+        cell.weight_ih.copy_(wih), cell.weight_hh.copy_(whh), cell.bias_ih.copy_(bih)
+        cell.bias_hh.copy_(bhh if bhh is not None else torch.zeros(H, dtype=dtype))
+        torch.testing.assert_close(out, cell(x, h), **tol)
+    # Backward: dz, grad_x = dz W_ih, grad_h = dz W_hh, from the cell's own output.
+    gout = torch.randn(B, H, generator=g, dtype=dtype)
+    dz = torch.empty(B, H, dtype=dtype)
+    gx = torch.empty(B, I, dtype=dtype)
+    gh = torch.empty(B, H, dtype=dtype)
+    assert cell_lib.cell_bwd(dbl, _p(gout), _p(out), _p(wih), _p(whh), _p(dz), _p(gx), _p(gh),
+                             B, I, H, int(relu)) == 0
+    hd = out.double()
+    dz_ref = gout.double() * ((hd > 0).double() if relu else 1 - hd * hd)
+    torch.testing.assert_close(dz.double(), dz_ref, **tol)
+    torch.testing.assert_close(gx.double(), dz_ref @ wih.double(), **tol)
+    torch.testing.assert_close(gh.double(), dz_ref @ whh.double(), **tol)
+    # Either gradient may be skipped (nullptr); dz still comes.
+    gh2 = torch.full((B, H), 7.0, dtype=dtype)
+    assert cell_lib.cell_bwd(dbl, _p(gout), _p(out), _p(wih), _p(whh), _p(dz), _p(None), _p(gh2),
+                             B, I, H, int(relu)) == 0
+    torch.testing.assert_close(gh2.double(), dz_ref @ whh.double(), **tol)
+
+
+def test_cell_threads_bitwise_identical(cell_lib):
+    """Above its work threshold the cell splits columns across threads: same bits as one."""
+    B, I, H = 64, 256, 256
+    g = torch.Generator().manual_seed(5)
+    x, h = torch.randn(B, I, generator=g), torch.randn(B, H, generator=g)
+    wih, whh = torch.randn(H, I, generator=g) / 16, torch.randn(H, H, generator=g) / 16
+    outs = []
+    for th in (1, 2):
+        torch.set_num_threads(th)
+        out = torch.empty(B, H)
+        assert cell_lib.cell_fwd(0, _p(x), _p(h), _p(wih), _p(whh), _p(None), _p(None), _p(out),
+                                 B, I, H, 0) == 0
+        outs.append(out)
+    torch.set_num_threads(1)
+    assert torch.equal(outs[0], outs[1])
