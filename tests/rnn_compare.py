@@ -113,3 +113,16 @@ def op_args(T, B, I, H, dtype=torch.float64, seed=0, lengths=None, device="cuda"
     b_hh = rand((H,), seed + 5, 0.1).to(device, dtype)
     ln = None if lengths is None else torch.tensor(lengths, dtype=torch.int64, device=device)
     return x, h0, w_ih, w_hh, b_ih, b_hh, ln
+
+
+def check_eval_mode_backward(device="cuda"):
+    """Backward in eval mode (cuDNN refuses it) against the float64 reference, tight."""
+    kw = dict(input_size=5, hidden_size=20, num_layers=2, bidirectional=True)
+    _, fused, ref = make(3, device, torch.float32, **kw)
+    fused.eval()
+    ref.eval()
+    x = rand((6, 3, 5), 5)
+    h0 = rand((4, 3, 20), 6, 0.5)
+    ours = run(fused, x, h0, device, torch.float32)
+    refr = run(ref, x, h0, "cpu", torch.float64)
+    check(ours, None, refr, names(ref, True), torch.float32)

@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 import rnnfused
-from rnn_compare import check, compare, make, names, op_args, rand, run
+from rnn_compare import check, check_eval_mode_backward, compare, make, names, op_args, rand, run
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or not rnnfused.built_with_cuda(),
@@ -162,15 +162,7 @@ def test_opcheck(kernel, dtype):
 
 def test_eval_mode_backward(kernel):
     """cuDNN refuses RNN backward in eval mode; ours must work (checked against float64 CPU)."""
-    kw = dict(input_size=5, hidden_size=20, num_layers=2, bidirectional=True)
-    _, fused, ref = make(3, "cuda", torch.float32, **kw)
-    fused.eval()
-    ref.eval()
-    x = rand((6, 3, 5), 5)
-    h0 = rand((4, 3, 20), 6, 0.5)
-    ours = run(fused, x, h0, "cuda", torch.float32)
-    refr = run(ref, x, h0, "cpu", torch.float64)
-    check(ours, None, refr, names(ref, True), torch.float32)
+    check_eval_mode_backward("cuda")
 
 
 def test_non_default_stream(kernel):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import rnnfused
-from rnn_compare import compare, make, op_args, rand, run
+from rnn_compare import check_eval_mode_backward, compare, make, op_args, rand, run
 from rnnfused.reference import rnn_fwd_ref
 
 import emu_support
@@ -243,17 +243,8 @@ def test_eval_mode_and_kernel_choice(kernel, monkeypatch):
         with pytest.raises(RuntimeError, match="RNNFUSED_KERNEL"):
             ext.cuda_kernel_name(2, 64, "float32", False)
         monkeypatch.delenv("RNNFUSED_KERNEL")
-    kw = dict(input_size=5, hidden_size=20, num_layers=2, bidirectional=True)
-    rnn, fused, ref = make(3, "cpu", torch.float32, **kw)
-    fused.eval()
-    ref.eval()
-    x = rand((6, 3, 5), 5)
-    h0 = rand((4, 3, 20), 6, 0.5)
     with emulated_counted(kernel, "tiny"):
-        ours = run(fused, x, h0, "cpu", torch.float32)
-    refr = run(ref, x, h0, "cpu", torch.float64)
-    for o, r in zip(ours, refr):
-        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
+        check_eval_mode_backward("cpu")
 
 
 # ------------------------------------------------------------------------------------------------

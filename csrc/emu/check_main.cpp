@@ -267,7 +267,7 @@ int compare(const Case& c, const char* what, const Buf& got, const std::vector<d
   return 0;
 }
 
-bool same_bytes(const Result& a, const Result& b) {
+bool operator==(const Result& a, const Result& b) {
   return a.out.bytes == b.out.bytes && a.hn.bytes == b.hn.bytes && a.dz.bytes == b.dz.bytes &&
          a.dz_first.bytes == b.dz_first.bytes && a.gh0.bytes == b.gh0.bytes;
 }
@@ -378,6 +378,69 @@ std::string check_cell(const CellCase& c, const CellInputs& in, const CellResult
   return "";
 }
 
+// ------------------------------------------------------------------------------------------------
+// Running cases under schedules.
+
+struct Sched {
+  simt::Schedule s;
+  uint64_t seed;
+  const char* name;
+};
+const Sched kScheds[] = {{simt::Schedule::kInOrder, 1, "in-order"}, {simt::Schedule::kReverse, 1, "reversed"},
+                         {simt::Schedule::kRandom, 1, "random-1"}, {simt::Schedule::kRandom, 2, "random-2"},
+                         {simt::Schedule::kRandom, 3, "random-3"}, {simt::Schedule::kRandom, 4, "random-4"}};
+constexpr int kNumScheds = sizeof kScheds / sizeof kScheds[0];
+
+// Runs `once()` under the first `nsched` schedules into `results`; every run must give the same
+// bytes as the first, and `check(before, after)` (the emulator's counters around the run) must
+// return "". Returns the first problem, or "".
+template <typename R, typename Once, typename Check>
+std::string under_schedules(int nsched, Once once, Check check, std::vector<R>& results) {
+  for (int si = 0; si < nsched; ++si) {
+    simt::Options o = simt::get_options();
+    o.schedule = kScheds[si].s;
+    o.seed = kScheds[si].seed;
+    simt::set_options(o);
+    const simt::Stats before = simt::stats();
+    try {
+      results.push_back(once());
+    } catch (const std::exception& e) {
+      return std::string(kScheds[si].name) + ": " + e.what();
+    }
+    const std::string problem = check(before, simt::stats());
+    if (!problem.empty()) return std::string(kScheds[si].name) + ": " + problem;
+    if (results.size() > 1 && !(results[0] == results.back()))
+      return std::string(kScheds[si].name) + " differs bit for bit from " + kScheds[0].name;
+  }
+  return "";
+}
+
+struct Selection {
+  std::string filter;
+  bool list = false;
+  int ran = 0, failures = 0;
+  uint64_t seed = 7;
+};
+
+// For each case the filter selects: `body(case, seed)` returns "" or the failure; one line each.
+template <typename C, typename Body>
+void for_cases(const std::vector<C>& cases, Selection& sel, Body body) {
+  for (const C& c : cases) {
+    ++sel.seed;
+    const std::string name = c.name();
+    if (!sel.filter.empty() && name.find(sel.filter) == std::string::npos) continue;
+    if (sel.list) {
+      std::printf("%s\n", name.c_str());
+      continue;
+    }
+    ++sel.ran;
+    const std::string err = body(c, sel.seed);
+    if (!err.empty()) ++sel.failures;
+    std::printf("%s %s%s%s\n", err.empty() ? "ok  " : "FAIL", name.c_str(), err.empty() ? "" : ": ", err.c_str());
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -395,100 +458,42 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  struct Sched { simt::Schedule s; uint64_t seed; const char* name; };
-  const Sched scheds[] = {{simt::Schedule::kInOrder, 1, "in-order"},
-                          {simt::Schedule::kReverse, 1, "reversed"},
-                          {simt::Schedule::kRandom, 1, "random-1"},
-                          {simt::Schedule::kRandom, 2, "random-2"},
-                          {simt::Schedule::kRandom, 3, "random-3"},
-                          {simt::Schedule::kRandom, 4, "random-4"}};
-  nsched = std::max(1, std::min(nsched, int(sizeof scheds / sizeof scheds[0])));
-  int failures = 0, ran = 0;
-  uint64_t seed = 7;
-  for (const Case& c : make_cases(quick)) {
-    ++seed;
-    const std::string name = c.name();
-    if (!filter.empty() && name.find(filter) == std::string::npos) continue;
-    if (list) { std::printf("%s\n", name.c_str()); continue; }
-    ++ran;
+  nsched = std::max(1, std::min(nsched, kNumScheds));
+  Selection sel;
+  sel.filter = filter;
+  sel.list = list;
+  auto no_check = [](const simt::Stats&, const simt::Stats&) { return std::string(); };
+  for_cases(make_cases(quick), sel, [&](const Case& c, uint64_t seed) {
     setenv("RNNFUSED_KERNEL", c.kernel, 1);
     rt::set_device_props(rt::device_preset(c.device));
     const Inputs in(c, seed);
+    // The case must run the kernel it names, with a CTA group where the device forces one.
+    const bool group = std::strcmp(c.kernel, "persistent") == 0 && std::strcmp(c.device, "tiny") == 0;
+    auto check = [&](const simt::Stats& before, const simt::Stats& after) {
+      return group && after.cooperative_launches == before.cooperative_launches
+                 ? std::string("expected a cooperative launch (G > 1) on the tiny device")
+                 : std::string();
+    };
     std::vector<Result> results;
-    std::string err;
-    for (int si = 0; si < nsched && err.empty(); ++si) {
-      simt::Options o = simt::get_options();
-      o.schedule = scheds[si].s;
-      o.seed = scheds[si].seed;
-      simt::set_options(o);
-      const simt::Stats before = simt::stats();
-      try {
-        results.push_back(run(c, in));
-      } catch (const std::exception& e) {
-        err = std::string(scheds[si].name) + ": " + e.what();
-        break;
-      }
-      const simt::Stats after = simt::stats();
-      // The case must have run the kernel it names, with a CTA group where the device forces one.
-      const bool pers = std::strcmp(c.kernel, "persistent") == 0;
-      if (pers && std::strcmp(c.device, "tiny") == 0 && after.cooperative_launches == before.cooperative_launches)
-        err = std::string(scheds[si].name) + ": expected a cooperative launch (G > 1) on the tiny device";
-      if (results.size() > 1 && !same_bytes(results[0], results.back()))
-        err = std::string(scheds[si].name) + " differs bit for bit from " + scheds[0].name;
-    }
-    if (err.empty()) {
-      const Result& r = results[0];
-      const Ref f = reference(c, in, r.out);
-      std::string m;
-      if (compare(c, "output", r.out, f.out, &m) || compare(c, "h_n", r.hn, f.hn, &m) ||
-          compare(c, "dz", r.dz, f.dz, &m) || compare(c, "dz_first", r.dz_first, f.dz_first, &m) ||
-          compare(c, "grad_h0", r.gh0, f.gh0, &m))
-        err = m;
-    }
-    if (!err.empty()) {
-      ++failures;
-      std::printf("FAIL %s: %s\n", name.c_str(), err.c_str());
-    } else {
-      std::printf("ok   %s\n", name.c_str());
-    }
-    std::fflush(stdout);
-  }
-  for (const CellCase& c : make_cell_cases(quick)) {
-    ++seed;
-    const std::string name = c.name();
-    if (!filter.empty() && name.find(filter) == std::string::npos) continue;
-    if (list) { std::printf("%s\n", name.c_str()); continue; }
-    ++ran;
+    std::string err = under_schedules(nsched, [&] { return run(c, in); }, check, results);
+    if (!err.empty()) return err;
+    const Result& r = results[0];
+    const Ref f = reference(c, in, r.out);
+    compare(c, "output", r.out, f.out, &err) || compare(c, "h_n", r.hn, f.hn, &err) ||
+        compare(c, "dz", r.dz, f.dz, &err) || compare(c, "dz_first", r.dz_first, f.dz_first, &err) ||
+        compare(c, "grad_h0", r.gh0, f.gh0, &err);
+    return err;
+  });
+  for_cases(make_cell_cases(quick), sel, [&](const CellCase& c, uint64_t seed) {
     rt::set_device_props(rt::device_preset("h100"));
     CellInputs in(c, seed);
     std::vector<CellResult> results;
-    std::string err;
-    for (int si = 0; si < nsched && err.empty(); ++si) {
-      simt::Options o = simt::get_options();
-      o.schedule = scheds[si].s;
-      o.seed = scheds[si].seed;
-      simt::set_options(o);
-      try {
-        results.push_back(run_cell(c, in));
-      } catch (const std::exception& e) {
-        err = std::string(scheds[si].name) + ": " + e.what();
-        break;
-      }
-      if (results.size() > 1 && !(results[0] == results.back()))
-        err = std::string(scheds[si].name) + " differs bit for bit from " + scheds[0].name;
-    }
-    if (err.empty()) err = check_cell(c, in, results[0]);
-    if (!err.empty()) {
-      ++failures;
-      std::printf("FAIL %s: %s\n", name.c_str(), err.c_str());
-    } else {
-      std::printf("ok   %s\n", name.c_str());
-    }
-    std::fflush(stdout);
-  }
+    const std::string err = under_schedules(nsched, [&] { return run_cell(c, in); }, no_check, results);
+    return err.empty() ? check_cell(c, in, results[0]) : err;
+  });
   if (list) return 0;
   const simt::Stats s = simt::stats();
   std::printf("%d case(s), %d failed; %lld launches (%lld cooperative), %lld threads, %lld switches, %lld stale reads\n",
-              ran, failures, s.launches, s.cooperative_launches, s.threads, s.switches, s.stale_reads);
-  return failures ? 1 : (ran ? 0 : 3);
+              sel.ran, sel.failures, s.launches, s.cooperative_launches, s.threads, s.switches, s.stale_reads);
+  return sel.failures ? 1 : (sel.ran ? 0 : 3);
 }
