@@ -260,6 +260,7 @@ def main(argv=None):
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "processor": cpu_model(),
+        "cpu_isa": rnnfused.cpu_isa() + (" (RNNFUSED_CPU_ISA)" if os.environ.get("RNNFUSED_CPU_ISA", "auto") != "auto" else ""),
         "threads": torch.get_num_threads(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,

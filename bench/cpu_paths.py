@@ -14,6 +14,7 @@ import time
 
 import torch
 
+import rnnfused
 from rnnfused import ops
 
 
@@ -48,7 +49,7 @@ def main():
     ap.add_argument("--no-bwd", action="store_true")
     ap.add_argument("--native", action="store_true", help="also time nn.RNN forward")
     a = ap.parse_args()
-    print(f"cpu: {cpu_name()}; torch {torch.__version__}; "
+    print(f"cpu: {cpu_name()}; kernels: {rnnfused.cpu_isa()}; torch {torch.__version__}; "
           f"ATen capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
     torch.manual_seed(0)
     for spec in a.shapes:

@@ -187,21 +187,25 @@ struct NoAutocast {
 // ------------------------------------------------------------------------------------------------
 // The fused cell step (FusedRNNCell, and FusedRNN's step input mode)
 
-// Multiply-adds of one step, B·(I+H)·H, up to which the fused cell kernel beats ATen's BLAS
-// (two GEMM calls and the activation) on the CPU. Measured on a 2-core AMD EPYC (AVX2) with the
-// plain cell kernel of csrc/cpu/rnn_cpu_cell.cpp: retune when that kernel is vectorised.
-constexpr int64_t kCellFusedMaxWork = int64_t(1) << 14;
+// Multiply-adds of one step, B·(I+H)·H, up to which the fused cell kernels (csrc/cpu/
+// rnn_cpu_cell.cpp) beat ATen's BLAS on the CPU: forward (two GEMM calls, the bias add and the
+// activation) and backward (dz, then two GEMM calls). Measured with one thread on a 2-core AMD
+// EPYC (Zen 3, AVX2), bench/bench_stepping.py with RNNFUSED_CPU_KERNEL=fused and =gemm: the
+// vectorised forward wins up to B=64, H=256 (2^23) and ties at B=64, H=512..1024; its backward
+// (the broadcast form) wins up to about 2^21 and loses from B=64, H=256 on.
+constexpr int64_t kCellFusedMaxWork = int64_t(1) << 24;
+constexpr int64_t kCellBwdFusedMaxWork = int64_t(1) << 21;
 
 // Whether the CPU cell step runs the fused kernel (else the BLAS). RNNFUSED_CPU_KERNEL=fused|gemm
 // forces one, as it does for the recurrence (tests run both on the same inputs).
-bool cpu_cell_fused(int64_t B, int64_t I, int64_t H) {
+bool cpu_cell_fused(int64_t B, int64_t I, int64_t H, bool backward) {
   const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
   if (env && *env) {
     const std::string e(env);
     if (e == "fused") return true;
     if (e == "gemm") return false;
   }
-  return B * (I + H) * H <= kCellFusedMaxWork;
+  return B * (I + H) * H <= (backward ? kCellBwdFusedMaxWork : kCellFusedMaxWork);
 }
 
 // The cell step in ATen ops (BLAS GEMMs), in place into h_new: for large products on the CPU.
@@ -220,7 +224,7 @@ void cell_step_aten(const Tensor& x, const Tensor& h, const Tensor& w_ih, const 
 void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
                const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu, Tensor& h_new) {
   const bool cuda = on_cuda_path(x);
-  if (!cuda && !cpu_cell_fused(x.size(0), x.size(1), w_hh.size(0))) {
+  if (!cuda && !cpu_cell_fused(x.size(0), x.size(1), w_hh.size(0), /*backward=*/false)) {
     cell_step_aten(x, h, w_ih, w_hh, b_ih, b_hh, relu, h_new);
     return;
   }
@@ -250,7 +254,7 @@ void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tenso
 void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, const Tensor& w_hh,
                    bool relu, Tensor& dz, Tensor& grad_x, Tensor& grad_h) {
   const bool cuda = on_cuda_path(g);
-  if (!cuda && !cpu_cell_fused(g.size(0), w_ih.size(1), w_hh.size(0))) {  // BLAS, as in cell_step
+  if (!cuda && !cpu_cell_fused(g.size(0), w_ih.size(1), w_hh.size(0), /*backward=*/true)) {  // BLAS
     dz.copy_(relu ? at::threshold_backward(g, h_new, 0) : at::tanh_backward(g, h_new));
     if (grad_x.defined()) at::mm_out(grad_x, dz, w_ih);
     if (grad_h.defined()) at::mm_out(grad_h, dz, w_hh);
@@ -318,15 +322,20 @@ struct Common {
   Tensor lengths, state;
 };
 
+// need_state: whether the kernels use RNNCommon::state (the CPU forward does only for packed
+// input: its fused path reads h_{t-1} from the output, its BLAS path keeps a state only where
+// items end at different steps); the allocation is skipped otherwise.
 Common fill_common(RNNCommon& c, const Tensor& like, const optional<Tensor>& lengths, int64_t T,
-                   int64_t B, int64_t H, bool relu, bool reverse) {
+                   int64_t B, int64_t H, bool relu, bool reverse, bool need_state = true) {
   Common keep;
   if (lengths.has_value()) {
     keep.lengths = lengths->contiguous();
     c.lengths = keep.lengths.data_ptr<int64_t>();
   }
-  keep.state = at::empty({2, B, H}, like.options().dtype(acc_type(like.scalar_type())));
-  c.state = keep.state.data_ptr();
+  if (need_state) {
+    keep.state = at::empty({2, B, H}, like.options().dtype(acc_type(like.scalar_type())));
+    c.state = keep.state.data_ptr();
+  }
   c.T = T;
   c.B = B;
   c.H = H;
@@ -385,6 +394,32 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
   if (input_mode(x, T, B, I, H, lengths.has_value()) == InputMode::Step) {
     const Tensor wih = w.w_ih.contiguous();
     const auto bih = contiguous(w.b_ih), bhh = contiguous(w.b_hh);
+    if (!on_cuda_path(x) && cpu_cell_fused(B, I, H, /*backward=*/false)) {
+      // CPU, fused cell kernel: straight over the pointers, no tensor (no dispatcher call) a step.
+      RNNCellParams p;
+      p.w_ih = wih.data_ptr();
+      p.w_hh = whh.data_ptr();
+      p.b_ih = ptr_or_null(bih);
+      p.b_hh = ptr_or_null(bhh);
+      p.B = B;
+      p.I = I;
+      p.H = H;
+      p.relu = relu;
+      const int64_t es = static_cast<int64_t>(x.element_size());
+      const char* xp = static_cast<const char*>(x.data_ptr());
+      char* op = static_cast<char*>(out.data_ptr());
+      const void* prev = h0.data_ptr();
+      for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = reverse ? T - 1 - s : s;
+        p.x = xp + t * B * I * es;
+        p.h = prev;
+        p.h_new = op + t * B * H * es;
+        rnn_cell_fwd_cpu(p, x.scalar_type());
+        prev = p.h_new;
+      }
+      std::memcpy(hn.data_ptr(), prev, static_cast<size_t>(B * H * es));
+      return out;
+    }
     Tensor prev = h0;
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = reverse ? T - 1 - s : s;
@@ -396,8 +431,15 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
     return out;
   }
 
-  // The hoisted input projection, written straight into the output: out = x W_ihᵀ + b.
-  if (T * B > 0) {
+  // The hoisted input projection, written straight into the output: out = x W_ihᵀ + b. On the
+  // CPU, our own row kernels where they beat the BLAS call plus the bias add (small I and H).
+  const bool cpu_proj = !on_cuda_path(x) && T * B > 0 && input_proj_cpu_wins(T * B, I, H);
+  if (cpu_proj) {
+    const Tensor wih = w.w_ih.contiguous();
+    const auto bih = contiguous(w.b_ih), bhh = contiguous(w.b_hh);
+    input_proj_cpu(x.data_ptr(), wih.data_ptr(), ptr_or_null(bih), ptr_or_null(bhh), out.data_ptr(),
+                   T * B, I, H, x.scalar_type());
+  } else if (T * B > 0) {
     Tensor out2 = out.view({T * B, H});
     const Tensor x2 = x.view({T * B, I});
     if (w.b_ih.has_value() || w.b_hh.has_value()) {
@@ -410,7 +452,8 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
     }
   }
   RNNFwdParams p;
-  const Common keep = fill_common(p, x, lengths, T, B, H, relu, reverse);
+  const Common keep = fill_common(p, x, lengths, T, B, H, relu, reverse,
+                                  /*need_state=*/on_cuda_path(x) || lengths.has_value());
   p.out = out.data_ptr();
   p.h0 = h0.data_ptr();
   p.w_hh = whh.data_ptr();
@@ -1341,6 +1384,15 @@ PyObject* py_built_with_cuda(PyObject*, PyObject*) {
   return PyBool_FromLong(rnnfused::built_with_cuda() ? 1 : 0);
 }
 
+PyObject* py_cpu_isa(PyObject*, PyObject*) {
+  try {
+    return PyUnicode_FromString(rnnfused::cpu_isa_name());
+  } catch (const std::exception& e) {  // e.g. RNNFUSED_CPU_ISA names one the processor lacks
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
+
 #if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
 PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
   long long B = 0, H = 0;
@@ -1364,6 +1416,9 @@ PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
 PyMethodDef methods[] = {
     {"built_with_cuda", py_built_with_cuda, METH_NOARGS,
      "True if this build has the CUDA kernels."},
+    {"cpu_isa", py_cpu_isa, METH_NOARGS,
+     "The instruction set the CPU kernels run with now: 'avx512', 'avx2', 'default' or 'vec16' "
+     "(RNNFUSED_CPU_ISA if set, else the best this processor has)."},
 #if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
     {"cuda_kernel_name", py_cuda_kernel_name, METH_VARARGS,
      "cuda_kernel_name(B, H, dtype: str, backward: bool) -> the kernel the CUDA launcher picks."},

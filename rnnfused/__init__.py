@@ -23,12 +23,22 @@ with warnings.catch_warnings():
     from .module import FusedRNN, convert
 
 __version__ = "0.1.0"
-__all__ = ["FusedRNN", "FusedRNNCell", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "build_info"]
+__all__ = ["FusedRNN", "FusedRNNCell", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "cpu_isa",
+           "build_info"]
 
 
 def built_with_cuda() -> bool:
     """True if this build of rnnfused has its CUDA kernels (FORCE_CUDA / a CUDA toolkit at build)."""
     return _C.built_with_cuda()
+
+
+def cpu_isa() -> str:
+    """The instruction set rnnfused's CPU kernels run with here: "avx512", "avx2", "default" (the
+    baseline build, any processor) or "vec16" (the AVX-512 blocking in portable C++, for tests).
+    It is the kernels' own choice: RNNFUSED_CPU_ISA if set (RuntimeError if this processor lacks
+    the one named), else the best the processor has (AVX-512 F/BW/DQ/VL > AVX2 + FMA > default),
+    capped by ATen's ATEN_CPU_CAPABILITY."""
+    return _C.cpu_isa()
 
 
 def cuda_kernel_name(B: int, H: int, dtype: torch.dtype = torch.float32, backward: bool = False) -> str:

@@ -78,15 +78,22 @@ def reference(x, h0, w_ih, w_hh, b, relu, reverse, lengths=None):
 # Shapes chosen for the blockings: H below, at and off the vector widths (8 and 16 float lanes,
 # 4-column dot tiles), B off the row blocks (2, 3, 4 rows) and above them.
 SHAPES = [(1, 1, 3, 3), (3, 7, 5, 4), (5, 16, 9, 3), (2, 33, 20, 3), (7, 67, 31, 2),
-          (9, 130, 17, 2)]
+          (9, 130, 17, 2), (13, 40, 7, 3)]
 
 
+# The fused forward in both forms (RNNFUSED_CPU_FORM: dot over W_hh's rows, panel over W_hh
+# packed per call), the input projection both ways (RNNFUSED_CPU_PROJ: our panel kernel, BLAS).
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("path,split", [("fused", 1), ("fused", 2), ("fused", 3), ("gemm", 1)])
+@pytest.mark.parametrize("path,split,form,proj", [
+    ("fused", 1, "dot", "blas"), ("fused", 2, "dot", "own"), ("fused", 3, "dot", "blas"),
+    ("fused", 1, "panel", "own"), ("fused", 2, "panel", "blas"), ("fused", 3, "panel", "own"),
+    ("gemm", 1, "dot", "own")])
 @pytest.mark.parametrize("relu", [False, True])
-def test_forward_backward_vs_float64(isa, path, split, relu, dtype, monkeypatch):
+def test_forward_backward_vs_float64(isa, path, split, form, proj, relu, dtype, monkeypatch):
     monkeypatch.setenv("RNNFUSED_CPU_KERNEL", path)
     monkeypatch.setenv("RNNFUSED_CPU_SPLIT", str(split))
+    monkeypatch.setenv("RNNFUSED_CPU_FORM", form)
+    monkeypatch.setenv("RNNFUSED_CPU_PROJ", proj)
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
     for i, (B, H, I, T) in enumerate(SHAPES):
         g = torch.Generator().manual_seed(100 + i)
@@ -115,9 +122,11 @@ def test_forward_backward_vs_float64(isa, path, split, relu, dtype, monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_split_is_bitwise_identical(isa, dtype, monkeypatch):
+@pytest.mark.parametrize("form", ["dot", "panel"])
+def test_split_is_bitwise_identical(isa, dtype, form, monkeypatch):
     """Splitting a step's columns across threads changes no arithmetic: same bits."""
     monkeypatch.setenv("RNNFUSED_CPU_KERNEL", "fused")
+    monkeypatch.setenv("RNNFUSED_CPU_FORM", form)
     g = torch.Generator().manual_seed(7)
     T, B, H = 6, 5, 100
     x = torch.randn(T, B, H, generator=g, dtype=dtype)
@@ -136,6 +145,27 @@ def test_split_is_bitwise_identical(isa, dtype, monkeypatch):
     for r in res[1:]:
         for a, b_ in zip(res[0], r):
             assert torch.equal(a, b_)
+
+
+def test_cpu_isa_reports_the_kernels_choice(monkeypatch):
+    """rnnfused.cpu_isa() is what the kernels chose: the forced one when RNNFUSED_CPU_ISA names a
+    supported set, the best supported one otherwise, an error for one the processor lacks."""
+    monkeypatch.delenv("RNNFUSED_CPU_ISA", raising=False)
+    best = rnnfused.cpu_isa()
+    assert best in ("default", "avx2", "avx512")
+    cap = os.environ.get("ATEN_CPU_CAPABILITY", "")
+    want = ("default" if cap == "default" or isa_missing("avx2") else
+            "avx512" if not isa_missing("avx512") and cap != "avx2" else "avx2")
+    assert best == want
+    for isa in ISAS:
+        monkeypatch.setenv("RNNFUSED_CPU_ISA", isa)
+        if isa_missing(isa):
+            with pytest.raises(RuntimeError, match="lacks"):
+                rnnfused.cpu_isa()
+        else:
+            assert rnnfused.cpu_isa() == isa
+    monkeypatch.setenv("RNNFUSED_CPU_ISA", "auto")
+    assert rnnfused.cpu_isa() == best
 
 
 def test_unsupported_isa_raises(monkeypatch):

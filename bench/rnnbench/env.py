@@ -34,26 +34,22 @@ def cpu_flags():
     return set()
 
 
-def cpu_isa():
-    """The instruction set rnnfused's CPU kernels run here: the rule of csrc/cpu/rnn_cpu_isa.cpp
-    (RNNFUSED_CPU_ISA if set; else avx512 (F/BW/DQ/VL) > avx2 (+FMA) > default, capped by
-    ATEN_CPU_CAPABILITY), with the processor's vector extensions."""
+def cpu_isa(fused_mod=None):
+    """The instruction set rnnfused's CPU kernels run with here, as the kernels themselves report
+    it (rnnfused.cpu_isa(): RNNFUSED_CPU_ISA if set, else the best the processor has), with the
+    processor's vector extensions beside it."""
     flags = cpu_flags()
     have = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl",
                                 "amx_tile") if f in flags) or "none of avx2/avx512"
+    if fused_mod is None or not hasattr(fused_mod, "cpu_isa"):
+        return f"(no rnnfused kernels in this run); processor has: {have}"
+    try:
+        isa = fused_mod.cpu_isa()
+    except RuntimeError as e:  # RNNFUSED_CPU_ISA names one this processor lacks
+        isa = f"error: {e}"
     forced = os.environ.get("RNNFUSED_CPU_ISA", "")
-    if forced and forced != "auto":
-        return f"{forced} (RNNFUSED_CPU_ISA); processor has: {have}"
-    cap = os.environ.get("ATEN_CPU_CAPABILITY", "")
-    if cap == "default" or platform.machine() not in ("x86_64", "AMD64"):
-        isa = "default"
-    elif {"avx512f", "avx512bw", "avx512dq", "avx512vl", "fma"} <= flags and cap != "avx2":
-        isa = "avx512"
-    elif {"avx2", "fma"} <= flags:
-        isa = "avx2"
-    else:
-        isa = "default"
-    return f"{isa}; processor has: {have}"
+    how = " (RNNFUSED_CPU_ISA)" if forced and forced != "auto" else ""
+    return f"{isa}{how}; processor has: {have}"
 
 
 def git_rev(path):
@@ -120,7 +116,7 @@ def env_info(args, setup):
         "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
     }
     if dev == "cpu":
-        info["cpu_isa"] = cpu_isa()
+        info["cpu_isa"] = cpu_isa(setup.fused_mod)
         from .ort import ORT_VERSION
         info["onnxruntime"] = ORT_VERSION or "not installed"
         if setup.cpu_rates:

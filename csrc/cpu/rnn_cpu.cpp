@@ -2,10 +2,13 @@
 //
 // Two paths, same arithmetic contract (see rnn.h):
 //  - fused: per step, one pass computes act(pre + h_prev · W_hhᵀ) with the accumulators in
-//    registers (rnn_cpu_kernel.h, the dot form over W_hh's own rows: no per-call preparation),
-//    straight into the output. No allocation, no dispatcher call per step: what small shapes are
-//    bound by. Where a step is big enough, its columns are split across the intra-op threads,
-//    which stay alive for the whole sequence and meet once per step (StepRunner).
+//    registers (rnn_cpu_kernel.h), straight into the output: in the panel form (W_hh packed once
+//    per call into panels of 16 columns; a block of rows × panels of outputs stays in registers
+//    for the whole k loop, like an SGEMM micro-kernel, activation applied before the only store)
+//    or, for one row, the dot form over W_hh's own rows (no preparation). No allocation, no
+//    dispatcher call per step: what small shapes are bound by. Where a step is big enough, its
+//    columns are split across the intra-op threads, which stay alive for the whole sequence and
+//    meet once per step (run_steps, rnn_cpu_steps.h).
 //  - gemm: per step, one BLAS call through ATen (out_t += h_prev · W_hhᵀ, beta = 1 onto the
 //    hoisted pre), then the activation over the rows. For shapes where the product is big
 //    enough that the BLAS's blocking wins and a few µs of dispatch do not matter.
@@ -86,7 +89,7 @@ int64_t elementwise_grain(int64_t H) {
 }
 
 template <typename T>
-void fwd_fused(const RNNFwdParams& p, const RowKernels<T>& k, int64_t nshares) {
+void fwd_fused(const RNNFwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
@@ -96,6 +99,11 @@ void fwd_fused(const RNNFwdParams& p, const RowKernels<T>& k, int64_t nshares) {
   // Row pointers of each share (rows that are active at the step), refilled every step.
   std::vector<T*> ys(static_cast<size_t>(nshares * B));
   std::vector<const T*> xs(static_cast<size_t>(nshares * B));
+  std::vector<T> wp;
+  if (panel) {
+    wp.resize(static_cast<size_t>((H + kPanel - 1) / kPanel * kPanel * H));
+    pack_panels(wp.data(), W, H, H);
+  }
   run_steps(T_, nshares, [&](int64_t s, int64_t share) {
     const int64_t t = p.reverse ? T_ - 1 - s : s;
     const auto [n0, n1] = share_columns(H, nshares, share);
@@ -109,6 +117,18 @@ void fwd_fused(const RNNFwdParams& p, const RowKernels<T>& k, int64_t nshares) {
       if (!L.active(b, t)) { std::fill(yr + n0, yr + n1, T(0)); continue; }
       y[n] = yr;
       x[n++] = t == L.first_step(b, p.reverse) ? h0 + b * H : nb + b * H;
+    }
+    if (panel) {
+      PanelArgs<T> a;
+      a.nrows = n;
+      a.y = y;
+      a.init = y;
+      a.x = x;
+      a.wp = wp.data();
+      a.K = H;
+      a.act = act;
+      k.panel_rows(a, n0, n1);
+      return;
     }
     DotArgs<T> a;
     a.nrows = n;
@@ -162,6 +182,8 @@ void fwd_gemm(const RNNFwdParams& p, const RowKernels<T>& k) {
 struct PathChoice {
   bool fused = true;
   int64_t shares = 1;  // threads the fused path splits each step's columns across
+  bool panel = false;  // fused path: the panel form (else the dot form forward, the broadcast
+                       // form over W_hh as stored backward)
 };
 PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, Isa isa);
 
@@ -175,7 +197,7 @@ void fwd_impl(const RNNFwdParams& p) {
   const RowKernels<T>& k = row_kernels<T>();
   if (T_ > 0 && B > 0) {
     const PathChoice c = choose_path(B, H, c10::CppTypeToScalarType<T>::value, /*backward=*/false, k.isa);
-    if (c.fused) fwd_fused<T>(p, k, c.shares);
+    if (c.fused) fwd_fused<T>(p, k, c.shares, c.panel);
     else fwd_gemm<T>(p, k);
   }
   // h_n: the output of each item's last active step, h0 if it has none.
@@ -190,7 +212,7 @@ void fwd_impl(const RNNFwdParams& p) {
 // dz_{s-1} W_hh[:, C] for the rows active at step s-1 (needs every column of dz_{s-1}: the
 // previous item of every share), then dz_s[:, C] from dh[:, C]. One meeting per step.
 template <typename T>
-void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares) {
+void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   const T* g = static_cast<const T*>(p.grad_out);
   const T* out = static_cast<const T*>(p.out);
@@ -203,6 +225,11 @@ void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares) {
   auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
   std::vector<T*> ys(static_cast<size_t>(nshares * B));
   std::vector<const T*> xs(static_cast<size_t>(nshares * B));
+  std::vector<T> wp;
+  if (panel) {
+    wp.resize(static_cast<size_t>((H + kPanel - 1) / kPanel * kPanel * H));
+    pack_panels_kn(wp.data(), W, H, H);
+  }
   run_steps(T_ + 1, nshares, [&](int64_t s, int64_t share) {
     const auto [n0, n1] = share_columns(H, nshares, share);
     if (s > 0) {
@@ -215,7 +242,17 @@ void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares) {
         y[n] = dh + b * H;
         x[n++] = dz + t * BH + b * H;
       }
-      k.vecmat_rows(n, y, x, W, H, H, n0, n1, /*accumulate=*/false, Act::None);
+      if (panel) {
+        PanelArgs<T> a;
+        a.nrows = n;
+        a.y = y;
+        a.x = x;
+        a.wp = wp.data();
+        a.K = H;
+        k.panel_rows(a, n0, n1);
+      } else {
+        k.vecmat_rows(n, y, x, W, H, H, n0, n1, /*accumulate=*/false, Act::None);
+      }
     }
     if (s < T_) {
       const int64_t t = step_of(s);
@@ -282,7 +319,7 @@ void bwd_impl(const RNNBwdParams& p) {
   std::fill(dz_first, dz_first + BH, T(0));
   if (T_ > 0 && B > 0) {
     const PathChoice c = choose_path(B, H, c10::CppTypeToScalarType<T>::value, /*backward=*/true, k.isa);
-    if (c.fused) bwd_fused<T>(p, k, c.shares);
+    if (c.fused) bwd_fused<T>(p, k, c.shares, c.panel);
     else bwd_gemm<T>(p, k);
   }
   std::memcpy(p.grad_h0, dh, sizeof(T) * BH);
@@ -322,6 +359,22 @@ int64_t fused_shares(int64_t B, int64_t H) {
   return std::max<int64_t>(1, std::min<int64_t>(threads, H / 32));
 }
 
+// The fused path's form: the panel form (W_hh packed once per call into panels of 16 columns,
+// rnn_cpu_rows.h; no lane reductions; backward the same over W_hh's columns), or the dot form
+// forward (W_hh's rows as stored) and the broadcast form backward (W_hh as stored).
+// RNNFUSED_CPU_FORM=dot|panel forces one (tests run both).
+bool panel_form(int64_t B, int64_t H) {
+  const char* env = std::getenv("RNNFUSED_CPU_FORM");
+  if (env && *env) {
+    const std::string e(env);
+    if (e == "panel") return true;
+    if (e == "dot") return false;
+    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_FORM must be dot, panel or auto, got '", e, "'");
+  }
+  (void)H;
+  return B > 1;
+}
+
 // Times the two paths of one direction on scratch data of shape (B, H); true if fused wins.
 template <typename T>
 bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
@@ -354,11 +407,11 @@ bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
     const auto t0 = std::chrono::steady_clock::now();
     if (backward) {
       state.zero_();
-      if (fused) bwd_fused<T>(bp, k, shares);
+      if (fused) bwd_fused<T>(bp, k, shares, panel_form(B, H));
       else bwd_gemm<T>(bp, k);
     } else {
       out.copy_(pre);
-      if (fused) fwd_fused<T>(fp, k, shares);
+      if (fused) fwd_fused<T>(fp, k, shares, panel_form(B, H));
       else fwd_gemm<T>(fp, k);
     }
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -376,6 +429,7 @@ bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
 PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, Isa isa) {
   PathChoice c;
   c.shares = fused_shares(B, H);
+  c.panel = panel_form(B, H);
   const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
   if (env && *env) {
     const std::string e(env);
@@ -405,8 +459,80 @@ PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backwar
   return c;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The input projection through the panel form.
+
+template <typename T>
+void input_proj(const T* x, const T* w_ih, const T* b_ih, const T* b_hh, T* out, int64_t rows,
+                int64_t I, int64_t H) {
+  if (rows <= 0 || H <= 0) return;
+  const RowKernels<T>& k = row_kernels<T>();
+  std::vector<T> wp(static_cast<size_t>((H + kPanel - 1) / kPanel * kPanel * I));
+  pack_panels(wp.data(), w_ih, H, I);
+  std::vector<T> bias;
+  if (b_ih || b_hh) {
+    bias.assign(static_cast<size_t>(H), T(0));
+    for (int64_t n = 0; n < H; ++n) bias[n] = (b_ih ? b_ih[n] : T(0)) + (b_hh ? b_hh[n] : T(0));
+  }
+  // Rows in chunks (pointer arrays on the stack); chunks across the intra-op threads where the
+  // work is large enough to pay for the fork (2^18 multiply-adds a chunk).
+  constexpr int64_t kChunk = 192;
+  const int64_t nchunks = (rows + kChunk - 1) / kChunk;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, kChunk * I * H));
+  auto run = [&](int64_t c0, int64_t c1) {
+    T* y[kChunk];
+    const T* xr[kChunk];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t r0 = c * kChunk, n = std::min(kChunk, rows - r0);
+      for (int64_t r = 0; r < n; ++r) {
+        y[r] = out + (r0 + r) * H;
+        xr[r] = x + (r0 + r) * I;
+      }
+      PanelArgs<T> a;
+      a.nrows = n;
+      a.y = y;
+      a.bias = bias.empty() ? nullptr : bias.data();
+      a.x = xr;
+      a.wp = wp.data();
+      a.K = I;
+      k.panel_rows(a, 0, H);
+    }
+  };
+  if (nchunks <= grain || at::get_num_threads() <= 1 || at::in_parallel_region()) run(0, nchunks);
+  else at::parallel_for(0, nchunks, grain, run);
+}
+
 }  // namespace
 }  // namespace cpu
+
+bool input_proj_cpu_wins(int64_t rows, int64_t I, int64_t H) {
+  const char* env = std::getenv("RNNFUSED_CPU_PROJ");
+  if (env && *env) {
+    const std::string e(env);
+    if (e == "own") return true;
+    if (e == "blas") return false;
+    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_PROJ must be own, blas or auto, got '", e, "'");
+  }
+  (void)rows;
+  return I <= 128 && H <= 256;
+}
+
+void input_proj_cpu(const void* x, const void* w_ih, const void* b_ih, const void* b_hh, void* out,
+                    int64_t rows, int64_t I, int64_t H, c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::ScalarType::Float:
+      return cpu::input_proj<float>(static_cast<const float*>(x), static_cast<const float*>(w_ih),
+                                    static_cast<const float*>(b_ih), static_cast<const float*>(b_hh),
+                                    static_cast<float*>(out), rows, I, H);
+    case c10::ScalarType::Double:
+      return cpu::input_proj<double>(static_cast<const double*>(x), static_cast<const double*>(w_ih),
+                                     static_cast<const double*>(b_ih), static_cast<const double*>(b_hh),
+                                     static_cast<double*>(out), rows, I, H);
+    default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
+  }
+}
+
+const char* cpu_isa_name() { return cpu::isa_name(cpu::current_isa()); }
 
 void rnn_fwd_cpu(const RNNFwdParams& p, c10::ScalarType dtype) {
   switch (dtype) {

@@ -35,10 +35,10 @@ namespace rnnfused::cpu {
 // broadcast form with 8 accumulators.
 bool have_avx2_kernels() { return true; }
 RowKernels<float> row_kernels_avx2_f32() {
-  return make_row_kernels<Vectorized<float>, 3, 8>(Isa::Avx2);
+  return make_row_kernels<Vectorized<float>, 3, 8, 16>(Isa::Avx2);
 }
 RowKernels<double> row_kernels_avx2_f64() {
-  return make_row_kernels<Vectorized<double>, 3, 8>(Isa::Avx2);
+  return make_row_kernels<Vectorized<double>, 3, 8, 16>(Isa::Avx2);
 }
 #else
 bool have_avx2_kernels() { return false; }

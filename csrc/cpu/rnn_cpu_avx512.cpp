@@ -51,10 +51,10 @@ namespace rnnfused::cpu {
 // broadcast form with 16 accumulators. The same blocking, built portably, is Isa::Vec16.
 bool have_avx512_kernels() { return true; }
 RowKernels<float> row_kernels_avx512_f32() {
-  return make_row_kernels<Vectorized<float>, 4, 16>(Isa::Avx512);
+  return make_row_kernels<Vectorized<float>, 4, 16, 32>(Isa::Avx512);
 }
 RowKernels<double> row_kernels_avx512_f64() {
-  return make_row_kernels<Vectorized<double>, 4, 16>(Isa::Avx512);
+  return make_row_kernels<Vectorized<double>, 4, 16, 32>(Isa::Avx512);
 }
 #else
 bool have_avx512_kernels() { return false; }

@@ -7,15 +7,15 @@
 
 namespace rnnfused::cpu {
 RowKernels<float> row_kernels_default_f32() {
-  return make_row_kernels<Vectorized<float>, 2, 8>(Isa::Default);
+  return make_row_kernels<Vectorized<float>, 2, 8, 16>(Isa::Default);
 }
 RowKernels<double> row_kernels_default_f64() {
-  return make_row_kernels<Vectorized<double>, 2, 8>(Isa::Default);
+  return make_row_kernels<Vectorized<double>, 2, 8, 16>(Isa::Default);
 }
 RowKernels<float> row_kernels_vec16_f32() {
-  return make_row_kernels<GenVec<float, 16>, 4, 16>(Isa::Vec16);
+  return make_row_kernels<GenVec<float, 16>, 4, 16, 32>(Isa::Vec16);
 }
 RowKernels<double> row_kernels_vec16_f64() {
-  return make_row_kernels<GenVec<double, 8>, 4, 16>(Isa::Vec16);
+  return make_row_kernels<GenVec<double, 8>, 4, 16, 32>(Isa::Vec16);
 }
 }  // namespace rnnfused::cpu

@@ -457,6 +457,143 @@ void vecmat_rows(int64_t nrows, typename V::value_type* const* y,
   if (r < nrows) vecmat_rows_fixed<V, 1, kAcc>(y + r, x + r, M, K, ldm, n0, n1, accumulate, act);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The panel form (RowKernels::panel_rows, PanelArgs). NP vectors per panel; a block of RB rows ×
+// PB panels keeps RB·PB·NP accumulators in registers for the whole k loop (AVX2, float: 6 rows ×
+// 1 panel = 12 accumulators, an SGEMM micro-kernel's 6×16).
+template <class V>
+constexpr int panel_vectors() {
+  static_assert(kPanel % V::size() == 0, "a panel is a whole number of vectors");
+  return static_cast<int>(kPanel / V::size());
+}
+
+// Panels per block for RB rows on a register file of kRegs vectors: per k, the block holds
+// its RB·PB·NP accumulators, its PB·NP panel vectors and one broadcast in registers, so
+// RB·PB·NP + PB·NP + 1 <= kRegs (one row: the panel vectors are FMA memory operands instead).
+// At most 6 panels.
+template <class V, int kRegs, int RB>
+constexpr int panel_group() {
+  const int np = panel_vectors<V>();
+  const int pb = RB == 1 ? (kRegs - 2) / np : (kRegs - 1) / ((RB + 1) * np);
+  return pb < 1 ? 1 : (pb > 6 ? 6 : pb);
+}
+
+// Rows r0..r0+RB-1, panels j0..j0+PB-1; columns at or past n1 are neither loaded nor stored.
+template <class V, int RB, int PB>
+RNNFUSED_INLINE void panel_block(const PanelArgs<typename V::value_type>& a, int64_t r0,
+                                 int64_t j0, int64_t n1) {
+  using T = typename V::value_type;
+  constexpr int64_t L = V::size();
+  constexpr int NP = panel_vectors<V>();
+  constexpr int NV = PB * NP;
+  const int64_t col0 = j0 * kPanel;
+  V acc[RB][NV];
+  for (int r = 0; r < RB; ++r) {
+    const T* in = a.init ? a.init[r0 + r] : nullptr;
+    for (int v = 0; v < NV; ++v) {
+      const int64_t col = col0 + v * L;
+      const int64_t cnt = std::min<int64_t>(L, n1 - col);
+      V s(T(0));
+      if (cnt >= L) {
+        if (in) s = V::loadu(in + col);
+        if (a.bias) s = s + V::loadu(a.bias + col);
+      } else if (cnt > 0) {
+        if (in) s = V::loadu(in + col, cnt);
+        if (a.bias) s = s + V::loadu(a.bias + col, cnt);
+      }
+      acc[r][v] = s;
+    }
+  }
+  const int64_t K = a.K;
+  const T* w = a.wp + j0 * K * kPanel;
+  const T* xr[RB];
+  for (int r = 0; r < RB; ++r) xr[r] = a.x[r0 + r];
+  // In this order (panel vectors, then per row: its broadcast and its FMAs) so that only one
+  // broadcast is live at a time: GCC keeps the source order on x86, and hoisting every row's
+  // broadcast first spills accumulators (15 of 16 registers for 6 rows × 2 vectors).
+  for (int64_t k = 0; k < K; ++k) {
+    const T* wk = w + k * kPanel;
+    if constexpr (RB == 1) {
+      const V xb(xr[0][k]);
+      for (int p = 0; p < PB; ++p)
+        for (int i = 0; i < NP; ++i)
+          acc[0][p * NP + i] = vfmadd(xb, V::loadu(wk + p * K * kPanel + i * L), acc[0][p * NP + i]);
+    } else {
+      V wv[NV];
+      for (int p = 0; p < PB; ++p)
+        for (int i = 0; i < NP; ++i) wv[p * NP + i] = V::loadu(wk + p * K * kPanel + i * L);
+      for (int r = 0; r < RB; ++r) {
+        const V xb(xr[r][k]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = vfmadd(xb, wv[v], acc[r][v]);
+      }
+    }
+  }
+  for (int r = 0; r < RB; ++r) {
+    T* y = a.y[r0 + r];
+    for (int v = 0; v < NV; ++v) {
+      const int64_t col = col0 + v * L;
+      const int64_t cnt = std::min<int64_t>(L, n1 - col);
+      if (cnt >= L) apply_act(acc[r][v], a.act).store(y + col);
+      else if (cnt > 0) apply_act(acc[r][v], a.act).store(y + col, cnt);
+    }
+  }
+}
+
+// The panels left after the full groups of PB: one group of P < PB panels, P = the remainder.
+template <class V, int RB, int P>
+RNNFUSED_INLINE void panel_left(const PanelArgs<typename V::value_type>& a, int64_t r0, int64_t j,
+                                int64_t jb, int64_t n1) {
+  if constexpr (P >= 1) {
+    if (jb - j >= P) panel_block<V, RB, P>(a, r0, j, n1);
+    else panel_left<V, RB, P - 1>(a, r0, j, jb, n1);
+  }
+}
+
+// Rows r0..r0+RB-1 over panels [ja, jb).
+template <class V, int kRegs, int RB>
+void panel_rowblock(const PanelArgs<typename V::value_type>& a, int64_t r0, int64_t ja,
+                    int64_t jb, int64_t n1) {
+  constexpr int PB = panel_group<V, kRegs, RB>();
+  int64_t j = ja;
+  for (; j + PB <= jb; j += PB) panel_block<V, RB, PB>(a, r0, j, n1);
+  if (j < jb) panel_left<V, RB, PB - 1>(a, r0, j, jb, n1);
+}
+
+// The rows left after the full blocks of RBmax: one block of `left` (< RBmax) rows.
+template <class V, int kRegs, int RB>
+void panel_rows_left(const PanelArgs<typename V::value_type>& a, int64_t left, int64_t r0,
+                     int64_t ja, int64_t jb, int64_t n1) {
+  if constexpr (RB >= 1) {
+    if (left == RB) panel_rowblock<V, kRegs, RB>(a, r0, ja, jb, n1);
+    else panel_rows_left<V, kRegs, RB - 1>(a, left, r0, ja, jb, n1);
+  }
+}
+
+// Rows in blocks of RBmax (the most rows whose block of one panel fits the registers, at most
+// 8); panels in tiles of about 16 KiB that stay in L1 while every row block passes (one tile
+// when all rows make one block).
+template <class V, int kRegs>
+void panel_rows(const PanelArgs<typename V::value_type>& a, int64_t n0, int64_t n1) {
+  using T = typename V::value_type;
+  constexpr int NP = panel_vectors<V>();
+  constexpr int RBq = (kRegs - 1 - NP) / NP;
+  constexpr int RBmax = RBq < 1 ? 1 : (RBq > 8 ? 8 : RBq);
+  if (a.nrows <= 0 || n1 <= n0) return;
+  const int64_t ja = n0 / kPanel, jb = (n1 + kPanel - 1) / kPanel;
+  int64_t tile = jb - ja;
+  if (a.nrows > RBmax) {
+    constexpr int PB = panel_group<V, kRegs, RBmax>();
+    const int64_t fit = (int64_t(16) << 10) / std::max<int64_t>(1, a.K * kPanel * int64_t(sizeof(T)));
+    tile = std::max<int64_t>(PB, fit / PB * PB);
+  }
+  for (int64_t jt = ja; jt < jb; jt += tile) {
+    const int64_t je = std::min(jb, jt + tile);
+    int64_t r = 0;
+    for (; r + RBmax <= a.nrows; r += RBmax) panel_rowblock<V, kRegs, RBmax>(a, r, jt, je, n1);
+    if (r < a.nrows) panel_rows_left<V, kRegs, RBmax - 1>(a, a.nrows - r, r, jt, je, n1);
+  }
+}
+
 template <class V>
 void act_row(typename V::value_type* y, int64_t N, Act act) {
   act_range<V>(y, N, act);
@@ -484,10 +621,11 @@ void dz_row(typename V::value_type* dz, const typename V::value_type* dh,
 
 // One instruction set's table. RBdot: rows per dot-form tile (its 4·RBdot accumulators plus RBdot
 // row vectors fit the register file); kAcc: accumulators of the broadcast form.
-template <class V, int RBdot, int kAcc>
+// kRegs: vector registers (16 for AVX2, 32 for AVX-512), for the panel form's blocking.
+template <class V, int RBdot, int kAcc, int kRegs>
 RowKernels<typename V::value_type> make_row_kernels(Isa isa) {
   return RowKernels<typename V::value_type>{isa, &dot_rows<V, RBdot>, &vecmat_rows<V, kAcc>,
-                                            &act_row<V>, &dz_row<V>};
+                                            &panel_rows<V, kRegs>, &act_row<V>, &dz_row<V>};
 }
 
 }  // namespace CPU_CAPABILITY

@@ -2,6 +2,7 @@
 // rnn_cpu.cpp and rnn_cpu_cell.cpp run the step loops and call these through a table
 // (RowKernels) chosen at run time (row_kernels<T>(), rnn_cpu_isa.cpp).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 namespace rnnfused::cpu {
@@ -39,6 +40,66 @@ struct DotArgs {
   Act act = Act::None;
 };
 
+// The panel form, over weights packed once per call (pack_panels): panel j holds the kPanel
+// rows n = j·kPanel + c (c < kPanel) of a row-major (N, K) weight as WP[(j·K + k)·kPanel + c]
+// (zero for n >= N). For each of the nrows rows r and each column n in [n0, n1) (n0 a multiple
+// of kPanel),
+//   y_r[n] = act( init_r[n] + bias[n] + Σ_k x_r[k] w[n·K + k] )
+// (init and bias may be null; init may alias y). The kernel keeps a block of rows × panels of
+// outputs in vector registers for the whole k loop (per k: one broadcast of x_r[k] per row, one
+// load per vector of the panels, rows × vectors FMAs): no lane reduction, and the activation is
+// applied in registers before the only store. Forward step: y = init = pre_t rows, x = h_{t-1}
+// rows, wp = packed W_hh; input projection: x = input rows, wp = packed W_ih, bias = b_ih + b_hh.
+constexpr int64_t kPanel = 16;
+
+template <typename T>
+struct PanelArgs {
+  int64_t nrows = 0;
+  T* const* y = nullptr;
+  const T* const* init = nullptr;
+  const T* bias = nullptr;
+  const T* const* x = nullptr;
+  const T* wp = nullptr;
+  int64_t K = 0;
+  Act act = Act::None;
+};
+
+// Packs a row-major (N, K) weight into panels (see PanelArgs): wp holds
+// ceil(N / kPanel) · K · kPanel values.
+template <typename T>
+inline void pack_panels(T* wp, const T* w, int64_t N, int64_t K) {
+  const int64_t np = (N + kPanel - 1) / kPanel;
+  for (int64_t j = 0; j < np; ++j) {
+    T* dst = wp + j * K * kPanel;
+    for (int64_t c = 0; c < kPanel; ++c) {
+      const int64_t n = j * kPanel + c;
+      if (n < N) {
+        const T* src = w + n * K;
+        for (int64_t k = 0; k < K; ++k) dst[k * kPanel + c] = src[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) dst[k * kPanel + c] = T(0);
+      }
+    }
+  }
+}
+
+// The same panels from a row-major (K, N) matrix m whose columns are the outputs (w[n·K + k] =
+// m[k·N + n]): the backward's dh = dz W_hh reads W_hh this way. Each panel row is a contiguous
+// piece of a row of m.
+template <typename T>
+inline void pack_panels_kn(T* wp, const T* m, int64_t K, int64_t N) {
+  const int64_t np = (N + kPanel - 1) / kPanel;
+  for (int64_t j = 0; j < np; ++j) {
+    const int64_t c1 = std::min<int64_t>(kPanel, N - j * kPanel);
+    T* dst = wp + j * K * kPanel;
+    for (int64_t k = 0; k < K; ++k) {
+      const T* src = m + k * N + j * kPanel;
+      for (int64_t c = 0; c < c1; ++c) dst[k * kPanel + c] = src[c];
+      for (int64_t c = c1; c < kPanel; ++c) dst[k * kPanel + c] = T(0);
+    }
+  }
+}
+
 template <typename T>
 struct RowKernels {
   Isa isa;
@@ -49,6 +110,8 @@ struct RowKernels {
   // Backward: y = dh rows, x = dz_t rows, M = W_hh (dh = dz W_hh needs no transpose either).
   void (*vecmat_rows)(int64_t nrows, T* const* y, const T* const* x, const T* M, int64_t K,
                       int64_t ldm, int64_t n0, int64_t n1, bool accumulate, Act act);
+  // See PanelArgs: columns [n0, n1) of every row (n0 a multiple of kPanel).
+  void (*panel_rows)(const PanelArgs<T>& a, int64_t n0, int64_t n1);
   // y[n] = act(y[n]), n < N: the epilogue when the recurrent product came from a BLAS call.
   void (*act_row)(T* y, int64_t N, Act act);
   // dz[n] = (dh[n] + g[n]) · act'(h[n]), act' from the activation's output; g may be null.
