@@ -168,6 +168,19 @@ def test_cpu_isa_reports_the_kernels_choice(monkeypatch):
     assert rnnfused.cpu_isa() == best
 
 
+@pytest.mark.parametrize("name,choices", [("RNNFUSED_CPU_KERNEL", "fused, gemm or auto"),
+                                          ("RNNFUSED_CPU_FORM", "panel, dot or auto"),
+                                          ("RNNFUSED_CPU_PROJ", "own, blas or auto")])
+def test_bad_path_switch_raises(name, choices, monkeypatch):
+    """A misspelt path switch is an error that names the choices, not a silent auto."""
+    x = torch.randn(3, 2, 4)  # B = 2: the panel form's rule and the projection's rule are read
+    h0 = torch.zeros(2, 4)
+    w = torch.randn(4, 4)
+    monkeypatch.setenv(name, "fast")
+    with pytest.raises(RuntimeError, match=f"{name} must be {choices}, got 'fast'"):
+        ops.rnn_fwd(x, h0, w, w, None, None)
+
+
 def test_unsupported_isa_raises(monkeypatch):
     x = torch.randn(2, 1, 4)
     h0 = torch.zeros(1, 4)

@@ -350,6 +350,18 @@ int64_t env_int(const char* name, int64_t fallback) {
   return x;
 }
 
+// A two-way switch from the environment: 1 if `name` is `a`, 0 if `b`, -1 if unset or "auto";
+// anything else raises.
+int env_switch(const char* name, const char* a, const char* b) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return -1;
+  const std::string e(v);
+  if (e == a) return 1;
+  if (e == b) return 0;
+  TORCH_CHECK(e == "auto", "rnnfused: ", name, " must be ", a, ", ", b, " or auto, got '", e, "'");
+  return -1;
+}
+
 int64_t fused_shares(int64_t B, int64_t H) {
   const int64_t forced = env_int("RNNFUSED_CPU_SPLIT", 0);
   if (forced > 0) return std::min<int64_t>(forced, std::max<int64_t>(1, H / 16));
@@ -364,13 +376,7 @@ int64_t fused_shares(int64_t B, int64_t H) {
 // forward (W_hh's rows as stored) and the broadcast form backward (W_hh as stored).
 // RNNFUSED_CPU_FORM=dot|panel forces one (tests run both).
 bool panel_form(int64_t B, int64_t H) {
-  const char* env = std::getenv("RNNFUSED_CPU_FORM");
-  if (env && *env) {
-    const std::string e(env);
-    if (e == "panel") return true;
-    if (e == "dot") return false;
-    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_FORM must be dot, panel or auto, got '", e, "'");
-  }
+  if (const int forced = env_switch("RNNFUSED_CPU_FORM", "panel", "dot"); forced >= 0) return forced;
   (void)H;
   return B > 1;
 }
@@ -430,13 +436,9 @@ PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backwar
   PathChoice c;
   c.shares = fused_shares(B, H);
   c.panel = panel_form(B, H);
-  const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
-  if (env && *env) {
-    const std::string e(env);
-    if (e == "fused") return c;
-    if (e == "gemm") { c.fused = false; return c; }
-    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_KERNEL must be fused, gemm or auto, got '",
-                e, "'");
+  if (const int forced = env_switch("RNNFUSED_CPU_KERNEL", "fused", "gemm"); forced >= 0) {
+    c.fused = forced;
+    return c;
   }
   const int64_t work = B * H * H;
   if (work < (int64_t(1) << 17)) return c;
@@ -506,13 +508,7 @@ void input_proj(const T* x, const T* w_ih, const T* b_ih, const T* b_hh, T* out,
 }  // namespace cpu
 
 bool input_proj_cpu_wins(int64_t rows, int64_t I, int64_t H) {
-  const char* env = std::getenv("RNNFUSED_CPU_PROJ");
-  if (env && *env) {
-    const std::string e(env);
-    if (e == "own") return true;
-    if (e == "blas") return false;
-    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_CPU_PROJ must be own, blas or auto, got '", e, "'");
-  }
+  if (const int forced = cpu::env_switch("RNNFUSED_CPU_PROJ", "own", "blas"); forced >= 0) return forced;
   (void)rows;
   return I <= 128 && H <= 256;
 }
