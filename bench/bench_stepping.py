@@ -5,6 +5,8 @@ state, and FusedRNNCell vs nn.RNNCell, per call, on the same weights.
     python bench/bench_stepping.py                         # the full table (~3 min on 2 cores)
     python bench/bench_stepping.py --quick                 # fewer repetitions
     python bench/bench_stepping.py --report bench/results/$(date +%F)-cpu-stepping.md
+    python bench/bench_stepping.py --device cuda          # on a GPU: cuDNN vs rnnfused's CUDA kernels
+    RNNFUSED_INPUT_MODE=step python bench/bench_stepping.py --device cuda   # the cell kernel per step
 
 What one row times: a loop of `--steps` calls, each on a (T, B, H) input (T = 1, or 8 where
 marked) with the state returned by the previous call, as autoregressive generation, online
@@ -20,7 +22,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
@@ -29,6 +30,9 @@ from torch import nn
 
 import rnnfused
 from rnnfused import FusedRNN, FusedRNNCell
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rnnbench.env import OtherLoad, cpu_isa, cpu_model, git_rev  # noqa: E402
 
 # (kind, B, H, L, T): kind "rnn" = FusedRNN vs nn.RNN, "cell" = FusedRNNCell vs nn.RNNCell.
 ROWS = [("rnn", B, H, L, 1) for H in (64, 256) for B in (1, 8, 64) for L in (1, 2)]
@@ -52,52 +56,12 @@ def target_of(kind, B, H, L, T, mode):
     return None
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_rev():
-    here = os.path.dirname(os.path.abspath(rnnfused.__file__))
-    try:
-        out = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        return out or "no commit"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def other_load_cores(start):
-    """CPU time other processes used since `start` (a /proc/stat sample), in cores."""
-    end = proc_sample()
-    if start is None or end is None:
-        return None
-    (b0, o0, w0), (b1, o1, w1) = start, end
-    return max(0.0, ((b1 - b0) - (o1 - o0)) / max(w1 - w0, 1e-9))
-
-
-def proc_sample():
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    t = os.times()
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), t.user + t.system, time.perf_counter()
-
-
-def make_pair(kind, B, H, L, seed=0):
+def make_pair(kind, B, H, L, device, seed=0):
     torch.manual_seed(seed)
     if kind == "cell":
-        ref = nn.RNNCell(H, H)
+        ref = nn.RNNCell(H, H).to(device)
         return ref, FusedRNNCell.from_cell(ref)
-    ref = nn.RNN(H, H, num_layers=L)
+    ref = nn.RNN(H, H, num_layers=L).to(device)
     return ref, FusedRNN.from_rnn(ref)
 
 
@@ -121,11 +85,13 @@ def make_loop(kind, module, xs, h0):
 
 
 def bench_row(kind, B, H, L, T, args):
-    ref, fused = make_pair(kind, B, H, L)
+    dev = torch.device(args.device)
+    ref, fused = make_pair(kind, B, H, L, dev)
     g = torch.Generator().manual_seed(1)
     shape = (B, H) if kind == "cell" else (T, B, H)
-    xs = [torch.randn(shape, generator=g) for _ in range(args.steps)]
-    h0 = torch.randn((B, H) if kind == "cell" else (L, B, H), generator=g)
+    xs = [torch.randn(shape, generator=g).to(dev) for _ in range(args.steps)]
+    h0 = torch.randn((B, H) if kind == "cell" else (L, B, H), generator=g).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     loops = {"nn": make_loop(kind, ref, xs, h0), "fused": make_loop(kind, fused, xs, h0)}
     calls = args.steps
 
@@ -165,8 +131,10 @@ def bench_row(kind, B, H, L, T, args):
         times = {name: [] for name in fns}
         for _ in range(args.reps):  # interleaved
             for name, fn in fns.items():
+                sync()
                 t0 = time.perf_counter()
                 fn()
+                sync()  # on a GPU: the loop's kernels have finished
                 times[name].append((time.perf_counter() - t0) / calls * 1e6)
         nn_us = statistics.median(times["nn"])
         fu_us = statistics.median(times["fused"])
@@ -244,6 +212,8 @@ def breakdown(reps=25, n=300):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: nn.RNN / nn.RNNCell on cuDNN against rnnfused's CUDA kernels")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for both (default 1)")
     p.add_argument("--steps", type=int, default=16, help="calls per timed loop (default 16)")
     p.add_argument("--reps", type=int, default=41, help="timed repetitions per contender (median)")
@@ -256,18 +226,25 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.reps = 9
+    if args.device == "cuda" and not (torch.cuda.is_available() and rnnfused.built_with_cuda()):
+        p.error("--device cuda needs a CUDA device and a CUDA build of rnnfused")
+    # TF32 off on both sides (cuDNN would use it for nn.RNN's float32 otherwise), as in bench_rnn.py.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(args.threads)
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "processor": cpu_model(),
-        "cpu_isa": rnnfused.cpu_isa() + (" (RNNFUSED_CPU_ISA)" if os.environ.get("RNNFUSED_CPU_ISA", "auto") != "auto" else ""),
+        "cpu_isa": cpu_isa(rnnfused),
         "threads": torch.get_num_threads(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "rnnfused": f"{rnnfused.__version__} @ {git_rev()}",
+        "rnnfused": f"{rnnfused.__version__} @ {git_rev(os.path.dirname(os.path.abspath(rnnfused.__file__)))}",
         "RNNFUSED_INPUT_MODE": os.environ.get("RNNFUSED_INPUT_MODE", "(unset: auto)"),
         "RNNFUSED_CPU_KERNEL": os.environ.get("RNNFUSED_CPU_KERNEL", "(unset: auto)"),
+        "RNNFUSED_KERNEL": os.environ.get("RNNFUSED_KERNEL", "(unset: heuristic)"),
         "command": " ".join(shlex.quote(a) for a in ["python"] + (sys.argv if argv is None else ["bench/bench_stepping.py"] + argv)),
     }
     print("\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)
@@ -275,13 +252,13 @@ def main(argv=None):
         for name, us in breakdown():
             print(f"{us:8.1f} us  {name}")
         return 0
-    start = proc_sample()
+    load = OtherLoad()
     rows = []
     for kind, B, H, L, T in ROWS:
         for r in bench_row(kind, B, H, L, T, args):
             rows.append(r)
             print("  " + "  ".join(str(c) for c in fmt(r)), file=sys.stderr, flush=True)
-    busy = other_load_cores(start)
+    busy = load.cores()
     info["other load"] = "unknown" if busy is None else (
         f"{busy:.2f} cores busy with other processes during the run"
         + ("  ** WARNING: the machine was shared; timings are unreliable **" if busy > 0.2 else ""))
@@ -298,7 +275,8 @@ def main(argv=None):
     print("\n".join(summary))
     if args.report:
         with open(args.report, "w") as f:
-            f.write("# Stepping: FusedRNN / FusedRNNCell vs nn.RNN / nn.RNNCell, one short call at a time\n\n")
+            f.write("# Stepping: FusedRNN / FusedRNNCell vs nn.RNN / nn.RNNCell, one short call at a time"
+                    + (" (GPU)" if args.device == "cuda" else "") + "\n\n")
             f.write("\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n\n")
             f.write("Per call, median of the interleaved repetitions; x = nn / rnnfused (above 1: rnnfused "
                     "is faster). fwd+bwd: the loop plus one backward through it, per call.\n\n")

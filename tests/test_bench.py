@@ -62,3 +62,17 @@ def test_sweeps_vary_one_dimension_only():
     assert [p for _, p in by_b] == [[(1, 4.0), (8, 3.0)]]      # H=64, T=1000, fp32 only
     assert sweeps(rows, "fwd", "T", "x_ref") == []
     assert sweeps(rows, "fwd+bwd", "H", "x_ref") == []
+
+
+def test_stepping_bench_runs_and_checks_answers(tmp_path):
+    """bench_stepping.py: every row runs, its answers agree with nn's, and the report is written."""
+    report = tmp_path / "stepping.md"
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_stepping.py"), "--reps", "1", "--steps", "2",
+           "--warmup", "0", "--report", str(report)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = report.read_text()
+    assert "- cpu_isa: " in text and "- device: cpu" in text
+    n = text.count("| FusedRNN vs nn.RNN |") + text.count("| FusedRNNCell vs nn.RNNCell |")
+    assert n == 44                                      # 22 rows x (fwd, fwd+bwd)
+    assert f"answers: {n}/{n} rows agree" in text
