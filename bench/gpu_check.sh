@@ -24,7 +24,8 @@ export MAX_JOBS=${MAX_JOBS:-16}
 PY=${PYTHON:-python3}
 SANITIZER=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
 
-# GPU_CHECK_STEPS picks steps (default all): any of env build pytest sanitize bench, e.g.
+# GPU_CHECK_STEPS picks steps (default all but stepping): any of env build pytest sanitize bench
+# stepping, e.g.
 # GPU_CHECK_STEPS="env build pytest" then GPU_CHECK_STEPS="build sanitize bench", to fit a time limit.
 STEPS=" ${GPU_CHECK_STEPS:-env build pytest sanitize bench} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
@@ -77,6 +78,14 @@ elif [ -f bench/bench_rnn.py ]; then
   step benchmark "$PY" bench/bench_rnn.py --gpu-report "$LOGDIR/report.md" ${QUICK[@]+"${QUICK[@]}"}
 else
   SUMMARY+=("SKIP  benchmark (bench/bench_rnn.py not found)")
+fi
+
+# Opt-in (not in the default steps, to keep the default within one device call): stepping on the
+# GPU, auto (hoists) and the cell kernel per step, for the CUDA input-mode rule (PENDING.md).
+if want stepping; then
+  step stepping_auto "$PY" bench/bench_stepping.py --device cuda --quick --report "$LOGDIR/stepping-auto.md"
+  step stepping_step env RNNFUSED_INPUT_MODE=step "$PY" bench/bench_stepping.py --device cuda --quick \
+    --report "$LOGDIR/stepping-step.md"
 fi
 
 echo
