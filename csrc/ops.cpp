@@ -26,6 +26,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -1072,6 +1073,20 @@ using RnnBackwardSig = std::tuple<Tensor, Tensor, std::vector<Tensor>>(
     const optional<Tensor>&, const Tensor&, TensorList, bool, int64_t, bool, bool, double, bool,
     const c10::List<bool>&);
 
+// Which of input, h0, w_ih, w_hh, b_ih, b_hh (saved as s[0..5]) need a gradient. Absent biases
+// (undefined s[4], s[5]) are not inputs of the autograd node, so the node's input edges are
+// counted among the defined ones only.
+std::vector<bool> input_grad_mask(torch::autograd::AutogradContext* ctx,
+                                   const torch::autograd::variable_list& s) {
+  std::vector<bool> mask(6, false);
+  size_t edge = 0;
+  for (int i = 0; i < 6; ++i) {
+    if (i >= 4 && !s[i].defined()) continue;
+    mask[i] = ctx->needs_input_grad(edge++);
+  }
+  return mask;
+}
+
 struct RNNFunction : public torch::autograd::Function<RNNFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& input, const Tensor& hx,
                                TensorList params, const optional<Tensor>& batch_sizes,
@@ -1192,14 +1207,8 @@ struct RNNFwdFunction : public torch::autograd::Function<RNNFwdFunction> {
     // input, h0, w_ih, w_hh, b_ih, b_hh (variable inputs 0..5; absent biases count as inputs of
     // the node only when given, so look them up by position among the defined ones).
     variable_list result(9);
-    std::vector<bool> mask(6, false);
-    size_t edge = 0;
-    for (int i = 0; i < 6; ++i) {
-      if (i >= 4 && !s[i].defined()) continue;
-      mask[i] = ctx->needs_input_grad(edge++);
-    }
-    bool any = false;
-    for (bool m : mask) any |= m;
+    const std::vector<bool> mask = input_grad_mask(ctx, s);
+    const bool any = std::find(mask.begin(), mask.end(), true) != mask.end();
     if (!any || (!grads[0].defined() && !grads[1].defined())) return result;
 
     if (at::GradMode::is_enabled()) {  // double backward
@@ -1265,14 +1274,8 @@ struct RNNCellFunction : public torch::autograd::Function<RNNCellFunction> {
     const variable_list s = ctx->get_saved_variables();
     const bool relu = ctx->saved_data["relu"].toBool();
     variable_list result(7);
-    std::vector<bool> mask(6, false);
-    size_t edge = 0;
-    for (int i = 0; i < 6; ++i) {
-      if (i >= 4 && !s[i].defined()) continue;
-      mask[i] = ctx->needs_input_grad(edge++);
-    }
-    bool any = false;
-    for (bool m : mask) any |= m;
+    const std::vector<bool> mask = input_grad_mask(ctx, s);
+    const bool any = std::find(mask.begin(), mask.end(), true) != mask.end();
     if (!any || !grads[0].defined()) return result;
 
     if (at::GradMode::is_enabled()) {  // double backward
