@@ -221,6 +221,22 @@ void cell_step_aten(const Tensor& x, const Tensor& h, const Tensor& w_ih, const 
   else h_new.tanh_();
 }
 
+// A cell step's weights and sizes (the per-step pointers x, h, h_new are the caller's); the
+// weights contiguous, as the kernels read them.
+RNNCellParams cell_params(const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& b_ih,
+                          const optional<Tensor>& b_hh, int64_t B, bool relu) {
+  RNNCellParams p;
+  p.w_ih = w_ih.data_ptr();
+  p.w_hh = w_hh.data_ptr();
+  p.b_ih = ptr_or_null(b_ih);
+  p.b_hh = ptr_or_null(b_hh);
+  p.B = B;
+  p.I = w_ih.size(1);
+  p.H = w_hh.size(0);
+  p.relu = relu;
+  return p;
+}
+
 // h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh); every tensor contiguous, h_new (B, H) written.
 void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
                const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu, Tensor& h_new) {
@@ -229,18 +245,10 @@ void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tenso
     cell_step_aten(x, h, w_ih, w_hh, b_ih, b_hh, relu, h_new);
     return;
   }
-  RNNCellParams p;
+  RNNCellParams p = cell_params(w_ih, w_hh, b_ih, b_hh, x.size(0), relu);
   p.x = x.data_ptr();
   p.h = h.data_ptr();
-  p.w_ih = w_ih.data_ptr();
-  p.w_hh = w_hh.data_ptr();
-  p.b_ih = ptr_or_null(b_ih);
-  p.b_hh = ptr_or_null(b_hh);
   p.h_new = h_new.data_ptr();
-  p.B = x.size(0);
-  p.I = x.size(1);
-  p.H = w_hh.size(0);
-  p.relu = relu;
 #if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
   if (cuda) {
     rnn_cell_fwd_cuda(p, x.scalar_type(), cuda_stream(x));
@@ -397,15 +405,7 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
     const auto bih = contiguous(w.b_ih), bhh = contiguous(w.b_hh);
     if (!on_cuda_path(x) && cpu_cell_fused(B, I, H, /*backward=*/false)) {
       // CPU, fused cell kernel: straight over the pointers, no tensor (no dispatcher call) a step.
-      RNNCellParams p;
-      p.w_ih = wih.data_ptr();
-      p.w_hh = whh.data_ptr();
-      p.b_ih = ptr_or_null(bih);
-      p.b_hh = ptr_or_null(bhh);
-      p.B = B;
-      p.I = I;
-      p.H = H;
-      p.relu = relu;
+      RNNCellParams p = cell_params(wih, whh, bih, bhh, B, relu);
       const int64_t es = static_cast<int64_t>(x.element_size());
       const char* xp = static_cast<const char*>(x.data_ptr());
       char* op = static_cast<char*>(out.data_ptr());
