@@ -73,7 +73,7 @@ if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
 nvcc_flags = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
 nvcc_flags += ["--expt-relaxed-constexpr", "-DRNNFUSED_WITH_CUDA"]
 
-sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/host/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
 if WITH_CUDA:
     sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
     ext = CUDAExtension(

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "cpu/rnn_cpu.h"
+#include "policy.h"
 #include "rnn.h"
 
 // Build variants of this one file:
@@ -188,44 +189,14 @@ struct NoAutocast {
 // ------------------------------------------------------------------------------------------------
 // The fused cell step (FusedRNNCell, and FusedRNN's step input mode)
 
-// Multiply-adds of one step, B·(I+H)·H, up to which the fused cell kernels (csrc/cpu/
-// rnn_cpu_cell.cpp) beat ATen's BLAS on the CPU: forward (two GEMM calls, the bias add and the
-// activation) and backward (dz, then two GEMM calls). Measured with one thread on a 2-core AMD
-// EPYC (Zen 3, AVX2), bench/bench_stepping.py with RNNFUSED_CPU_KERNEL=fused and =gemm: the
-// vectorised forward wins up to B=64, H=256 (2^23) and ties at B=64, H=512..1024; its backward
-// (the broadcast form) wins up to about 2^21 and loses from B=64, H=256 on.
-constexpr int64_t kCellFusedMaxWork = int64_t(1) << 24;
-constexpr int64_t kCellBwdFusedMaxWork = int64_t(1) << 21;
-
-// Whether the CPU cell step runs the fused kernel (else the BLAS). RNNFUSED_CPU_KERNEL=fused|gemm
-// forces one, as it does for the recurrence (tests run both on the same inputs).
-bool cpu_cell_fused(int64_t B, int64_t I, int64_t H, bool backward) {
-  const char* env = std::getenv("RNNFUSED_CPU_KERNEL");
-  if (env && *env) {
-    const std::string e(env);
-    if (e == "fused") return true;
-    if (e == "gemm") return false;
-  }
-  return B * (I + H) * H <= (backward ? kCellBwdFusedMaxWork : kCellFusedMaxWork);
-}
-
-// The cell step in ATen ops (BLAS GEMMs), in place into h_new: for large products on the CPU.
-void cell_step_aten(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
-                    const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu,
-                    Tensor& h_new) {
-  if (b_ih.has_value()) at::addmm_out(h_new, *b_ih, x, w_ih.t());
-  else at::mm_out(h_new, x, w_ih.t());
-  h_new.addmm_(h, w_hh.t());
-  if (b_hh.has_value()) h_new.add_(*b_hh);
-  if (relu) h_new.relu_();
-  else h_new.tanh_();
-}
-
 // A cell step's weights and sizes (the per-step pointers x, h, h_new are the caller's); the
 // weights contiguous, as the kernels read them.
-RNNCellParams cell_params(const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& b_ih,
+Cell elman(bool relu) { return Cell{CellKind::Elman, relu ? Act::Relu : Act::Tanh}; }
+
+StepFwdParams cell_params(const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& b_ih,
                           const optional<Tensor>& b_hh, int64_t B, bool relu) {
-  RNNCellParams p;
+  StepFwdParams p;
+  p.cell = elman(relu);
   p.w_ih = w_ih.data_ptr();
   p.w_hh = w_hh.data_ptr();
   p.b_ih = ptr_or_null(b_ih);
@@ -233,7 +204,6 @@ RNNCellParams cell_params(const Tensor& w_ih, const Tensor& w_hh, const optional
   p.B = B;
   p.I = w_ih.size(1);
   p.H = w_hh.size(0);
-  p.relu = relu;
   return p;
 }
 
@@ -241,21 +211,17 @@ RNNCellParams cell_params(const Tensor& w_ih, const Tensor& w_hh, const optional
 void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
                const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu, Tensor& h_new) {
   const bool cuda = on_cuda_path(x);
-  if (!cuda && !cpu_cell_fused(x.size(0), x.size(1), w_hh.size(0), /*backward=*/false)) {
-    cell_step_aten(x, h, w_ih, w_hh, b_ih, b_hh, relu, h_new);
-    return;
-  }
-  RNNCellParams p = cell_params(w_ih, w_hh, b_ih, b_hh, x.size(0), relu);
+  StepFwdParams p = cell_params(w_ih, w_hh, b_ih, b_hh, x.size(0), relu);
   p.x = x.data_ptr();
   p.h = h.data_ptr();
   p.h_new = h_new.data_ptr();
 #if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
   if (cuda) {
-    rnn_cell_fwd_cuda(p, x.scalar_type(), cuda_stream(x));
+    step_fwd_cuda(p, x.scalar_type(), cuda_stream(x));
     return;
   }
 #endif
-  rnn_cell_fwd_cpu(p, x.scalar_type());
+  step_fwd_cpu(p, x.scalar_type(), policy::cpu_step_fused(p.B, p.I, p.H, /*backward=*/false));
 }
 
 // Backward of a cell step, the sequential part: dz = g ⊙ act'(h_new), grad_x = dz W_ih,
@@ -263,13 +229,8 @@ void cell_step(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tenso
 void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, const Tensor& w_hh,
                    bool relu, Tensor& dz, Tensor& grad_x, Tensor& grad_h) {
   const bool cuda = on_cuda_path(g);
-  if (!cuda && !cpu_cell_fused(g.size(0), w_ih.size(1), w_hh.size(0), /*backward=*/true)) {  // BLAS
-    dz.copy_(relu ? at::threshold_backward(g, h_new, 0) : at::tanh_backward(g, h_new));
-    if (grad_x.defined()) at::mm_out(grad_x, dz, w_ih);
-    if (grad_h.defined()) at::mm_out(grad_h, dz, w_hh);
-    return;
-  }
-  RNNCellBwdParams p;
+  StepBwdParams p;
+  p.cell = elman(relu);
   p.grad_h_new = g.data_ptr();
   p.h_new = h_new.data_ptr();
   p.w_ih = w_ih.data_ptr();
@@ -280,61 +241,27 @@ void cell_step_bwd(const Tensor& g, const Tensor& h_new, const Tensor& w_ih, con
   p.B = g.size(0);
   p.I = w_ih.size(1);
   p.H = w_hh.size(0);
-  p.relu = relu;
 #if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
   if (cuda) {
-    rnn_cell_bwd_cuda(p, g.scalar_type(), cuda_stream(g));
+    step_bwd_cuda(p, g.scalar_type(), cuda_stream(g));
     return;
   }
 #endif
-  rnn_cell_bwd_cpu(p, g.scalar_type());
+  step_bwd_cpu(p, g.scalar_type(), policy::cpu_step_fused(p.B, p.I, p.H, /*backward=*/true));
 }
 
 // ------------------------------------------------------------------------------------------------
 // One layer, one direction
 
-// How a layer-direction's input product is done:
-//  - Hoist: one GEMM for all T·B rows (x W_ihᵀ + b, into the output buffer), then the recurrence
-//    kernel: for long sequences, where the GEMM's efficiency pays for its fixed cost.
-//  - Step: one fused cell kernel per step (input product, recurrent product, biases, activation):
-//    for short sequences, where the GEMM call, the bias add and the recurrence kernel's own
-//    set-up cost more than the input product itself.
-// RNNFUSED_INPUT_MODE=step|hoist|auto forces one (read at every call, like RNNFUSED_CPU_KERNEL).
-// Step needs no lengths (unpacked input). On the CUDA path auto hoists: stepping there has not
-// been measured on a GPU yet (bench/results/PENDING.md); forcing step runs the CUDA cell kernel.
-enum class InputMode { Step, Hoist };
-
-// Largest T for which auto steps on the CPU. T = 1: always (one cell step, fused kernel or BLAS,
-// costs less than the GEMM, the bias add and the recurrence kernel's set-up of the hoisted path).
-// Measured on a 2-core AMD EPYC (AVX2), bench/bench_stepping.py.
-int64_t step_max_T(int64_t B, int64_t I, int64_t H) {
-  (void)B, (void)I, (void)H;
-  return 1;
-}
-
-InputMode input_mode(const Tensor& x, int64_t T, int64_t B, int64_t I, int64_t H, bool masked) {
-  if (masked || T == 0) return InputMode::Hoist;
-  const char* env = std::getenv("RNNFUSED_INPUT_MODE");
-  if (env && *env) {
-    const std::string e(env);
-    if (e == "step") return InputMode::Step;
-    if (e == "hoist") return InputMode::Hoist;
-    TORCH_CHECK(e == "auto", "rnnfused: RNNFUSED_INPUT_MODE must be step, hoist or auto, got '", e,
-                "'");
-  }
-  if (on_cuda_path(x)) return InputMode::Hoist;
-  return T <= step_max_T(B, I, H) ? InputMode::Step : InputMode::Hoist;
-}
-
-// The tensors behind RNNCommon's pointers, kept alive while the kernels run.
+// The tensors behind SeqCommon's pointers, kept alive while the kernels run.
 struct Common {
   Tensor lengths, state;
 };
 
-// need_state: whether the kernels use RNNCommon::state (the CPU forward does only for packed
+// need_state: whether the kernels use SeqCommon::state (the CPU forward does only for packed
 // input: its fused path reads h_{t-1} from the output, its BLAS path keeps a state only where
 // items end at different steps); the allocation is skipped otherwise.
-Common fill_common(RNNCommon& c, const Tensor& like, const optional<Tensor>& lengths, int64_t T,
+Common fill_common(SeqCommon& c, const Tensor& like, const optional<Tensor>& lengths, int64_t T,
                    int64_t B, int64_t H, bool relu, bool reverse, bool need_state = true) {
   Common keep;
   if (lengths.has_value()) {
@@ -348,29 +275,35 @@ Common fill_common(RNNCommon& c, const Tensor& like, const optional<Tensor>& len
   c.T = T;
   c.B = B;
   c.H = H;
-  c.relu = relu;
+  c.cell = elman(relu);
   c.reverse = reverse;
   return keep;
 }
 
-void run_fwd(const RNNFwdParams& p, const Tensor& like) {
-#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
-  if (on_cuda_path(like)) {
-    rnn_fwd_cuda(p, like.scalar_type(), cuda_stream(like));
-    return;
-  }
-#endif
-  rnn_fwd_cpu(p, like.scalar_type());
+// The CPU recurrence's path for this call (timed once per shape where it is not clear).
+policy::CpuSeqPath cpu_seq_path(const SeqCommon& p, c10::ScalarType dtype, bool backward) {
+  if (p.T == 0 || p.B == 0) return {};
+  return policy::cpu_seq_path(p.B, p.H, dtype, backward, cpu_isa_id());
 }
 
-void run_bwd(const RNNBwdParams& p, const Tensor& like) {
+void run_fwd(const SeqFwdParams& p, const Tensor& like) {
 #if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
   if (on_cuda_path(like)) {
-    rnn_bwd_cuda(p, like.scalar_type(), cuda_stream(like));
+    seq_fwd_cuda(p, like.scalar_type(), cuda_stream(like));
     return;
   }
 #endif
-  rnn_bwd_cpu(p, like.scalar_type());
+  seq_fwd_cpu(p, like.scalar_type(), cpu_seq_path(p, like.scalar_type(), /*backward=*/false));
+}
+
+void run_bwd(const SeqBwdParams& p, const Tensor& like) {
+#if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
+  if (on_cuda_path(like)) {
+    seq_bwd_cuda(p, like.scalar_type(), cuda_stream(like));
+    return;
+  }
+#endif
+  seq_bwd_cpu(p, like.scalar_type(), cpu_seq_path(p, like.scalar_type(), /*backward=*/true));
 }
 
 void copy_into(Tensor& dst, const Tensor& src) {
@@ -400,12 +333,12 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
   Tensor out = at::empty({T, B, H}, x.options());
   TORCH_INTERNAL_ASSERT(hn.is_contiguous());
 
-  if (input_mode(x, T, B, I, H, lengths.has_value()) == InputMode::Step) {
+  if (policy::input_mode(on_cuda_path(x), T, B, I, H, lengths.has_value()) == policy::InputMode::Step) {
     const Tensor wih = w.w_ih.contiguous();
     const auto bih = contiguous(w.b_ih), bhh = contiguous(w.b_hh);
-    if (!on_cuda_path(x) && cpu_cell_fused(B, I, H, /*backward=*/false)) {
+    if (!on_cuda_path(x) && policy::cpu_step_fused(B, I, H, /*backward=*/false)) {
       // CPU, fused cell kernel: straight over the pointers, no tensor (no dispatcher call) a step.
-      RNNCellParams p = cell_params(wih, whh, bih, bhh, B, relu);
+      StepFwdParams p = cell_params(wih, whh, bih, bhh, B, relu);
       const int64_t es = static_cast<int64_t>(x.element_size());
       const char* xp = static_cast<const char*>(x.data_ptr());
       char* op = static_cast<char*>(out.data_ptr());
@@ -415,7 +348,7 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
         p.x = xp + t * B * I * es;
         p.h = prev;
         p.h_new = op + t * B * H * es;
-        rnn_cell_fwd_cpu(p, x.scalar_type());
+        step_fwd_cpu(p, x.scalar_type(), /*fused=*/true);
         prev = p.h_new;
       }
       std::memcpy(hn.data_ptr(), prev, static_cast<size_t>(B * H * es));
@@ -434,12 +367,11 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
 
   // The hoisted input projection, written straight into the output: out = x W_ihᵀ + b. On the
   // CPU, our own row kernels where they beat the BLAS call plus the bias add (small I and H).
-  const bool cpu_proj = !on_cuda_path(x) && T * B > 0 && input_proj_cpu_wins(T * B, I, H);
-  if (cpu_proj) {
+  if (!on_cuda_path(x) && T * B > 0) {
     const Tensor wih = w.w_ih.contiguous();
     const auto bih = contiguous(w.b_ih), bhh = contiguous(w.b_hh);
     input_proj_cpu(x.data_ptr(), wih.data_ptr(), ptr_or_null(bih), ptr_or_null(bhh), out.data_ptr(),
-                   T * B, I, H, x.scalar_type());
+                   T * B, I, H, x.scalar_type(), policy::cpu_proj_own(T * B, I, H));
   } else if (T * B > 0) {
     Tensor out2 = out.view({T * B, H});
     const Tensor x2 = x.view({T * B, I});
@@ -452,7 +384,7 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
       at::mm_out(out2, x2, w.w_ih.t());
     }
   }
-  RNNFwdParams p;
+  SeqFwdParams p;
   const Common keep = fill_common(p, x, lengths, T, B, H, relu, reverse,
                                   /*need_state=*/on_cuda_path(x) || lengths.has_value());
   p.out = out.data_ptr();
@@ -501,7 +433,7 @@ LayerGrads layer_bwd_kernels(const optional<Tensor>& grad_output, const optional
   Tensor dz_first = at::empty({B, H}, opts);
   LayerGrads g;
   g.h0 = at::empty({B, H}, opts);
-  RNNBwdParams p;
+  SeqBwdParams p;
   const Common keep = fill_common(p, input, lengths, T, B, H, relu, reverse);
   p.grad_out = go.defined() ? go.data_ptr() : nullptr;
   p.grad_hn = ghn.defined() ? ghn.data_ptr() : nullptr;
@@ -1396,6 +1328,21 @@ PyObject* py_cpu_isa(PyObject*, PyObject*) {
   }
 }
 
+// [(name, [choices], what)] for every environment switch (csrc/switches.h).
+PyObject* py_switches(PyObject*, PyObject*) {
+  const auto& all = rnnfused::switches::all();
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(all.size()));
+  if (!list) return nullptr;
+  for (size_t i = 0; i < all.size(); ++i) {
+    PyObject* choices = PyList_New(static_cast<Py_ssize_t>(all[i].choices.size()));
+    if (!choices) { Py_DECREF(list); return nullptr; }
+    for (size_t j = 0; j < all[i].choices.size(); ++j)
+      PyList_SET_ITEM(choices, j, PyUnicode_FromString(all[i].choices[j].c_str()));
+    PyList_SET_ITEM(list, i, Py_BuildValue("(sNs)", all[i].name.c_str(), choices, all[i].what.c_str()));
+  }
+  return list;
+}
+
 #if defined(RNNFUSED_WITH_CUDA) || defined(RNNFUSED_EMULATE)
 PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
   long long B = 0, H = 0;
@@ -1408,7 +1355,7 @@ PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
                        : d == "bfloat16" ? at::kBFloat16
                                          : at::kFloat;
   try {
-    return PyUnicode_FromString(rnnfused::rnn_cuda_kernel_name(B, H, st, backward != 0));
+    return PyUnicode_FromString(rnnfused::cuda_kernel_name(B, H, st, backward != 0));
   } catch (const std::exception& e) {  // never let a C++ exception cross into Python's C API
     PyErr_SetString(PyExc_RuntimeError, e.what());
     return nullptr;
@@ -1419,6 +1366,8 @@ PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
 PyMethodDef methods[] = {
     {"built_with_cuda", py_built_with_cuda, METH_NOARGS,
      "True if this build has the CUDA kernels."},
+    {"switches", py_switches, METH_NOARGS,
+     "[(name, choices, what)] for every RNNFUSED_* environment switch the extension reads."},
     {"cpu_isa", py_cpu_isa, METH_NOARGS,
      "The instruction set the CPU kernels run with now: 'avx512', 'avx2', 'default' or 'vec16' "
      "(RNNFUSED_CPU_ISA if set, else the best this processor has)."},

@@ -1,38 +1,47 @@
-// rnnfused: plain parameter structs shared by the CPU and CUDA kernels.
-// No ATen here: raw pointers, sizes and flags only (the flash-attention / mamba habit).
-// ops.cpp validates the tensors, allocates, fills these structs and dispatches.
+// rnnfused: the plain parameter structs of the kernels, shared by the CPU and CUDA sides.
+// No ATen here: raw pointers, sizes and flags only (the flash-attention / mamba habit). The host
+// code (csrc/host/) validates the tensors, allocates, fills these structs and dispatches.
+//
+// Names: Seq* is one layer, one direction over a whole sequence (the recurrence kernels); Step*
+// is one time step with the input product fused in (the cell kernels). *Fwd / *Bwd the passes.
+// G is the cell's gate count (csrc/cells/cell.h); every gate-wide tensor is (…, G·H), the gate
+// blocks in PyTorch's order.
 #pragma once
 #include <cstdint>
 
+#include "cells/cell.h"
+
 namespace rnnfused {
 
-// What the forward and backward share: sizes, flags, lengths and the workspace.
-struct RNNCommon {
-  const int64_t* lengths = nullptr;  // see RNNFwdParams
+// What the forward and backward of a sequence share: the cell, sizes, flags, lengths and the
+// workspace.
+struct SeqCommon {
+  Cell cell;
+  const int64_t* lengths = nullptr;  // see SeqFwdParams
   // Workspace (2, B, H) in the accumulation type (float for float/half/bfloat16, double for
-  // double), allocated by ops.cpp: the running state (forward) or dL/dh (backward), ping-ponged
-  // between steps where a kernel needs that. Contents on entry are undefined.
+  // double), allocated by the host code: the running state (forward) or dL/dh (backward),
+  // ping-ponged between steps where a kernel needs that. Contents on entry are undefined.
   void* state = nullptr;
   int64_t T = 0, B = 0, H = 0;
-  bool relu = false;
   bool reverse = false;
 };
 
 // One layer, one direction, whole sequence: the sequential part of the forward pass.
 //
 // All tensors are contiguous, time-major.
-//   out     (T, B, H)  on entry: pre_t = x_t W_ihᵀ + b_ih + b_hh (the hoisted input projection);
+//   out     (T, B, H)  on entry: pre_t = x_t W_ihᵀ + b_ih + b_hh (the hoisted input projection;
+//                      the Elman cell has one gate block, so it is computed in place);
 //                      on exit:  h_t (zero where item b is inactive at step t).
 //   h0      (B, H)     initial state.
-//   w_hh    (H, H)     row-major, as nn.RNN stores weight_hh_l{k}.
+//   w_hh    (G·H, H)   row-major, as nn.RNN stores weight_hh_l{k}.
 //   hn      (B, H)     last state of each item (h at its last active step, h0 if length 0).
 //   lengths (B,)       int64 per-item lengths on the kernel's device, or nullptr (all = T).
 //                      Item b is active at step t iff t < lengths[b]. The forward direction
 //                      walks t = 0..T-1, the reverse direction t = T-1..0 (starting from h0 at
 //                      t = lengths[b]-1). Lengths must lie in [0, T]: the CPU raises otherwise,
-//                      CUDA clamps (it cannot check without a host sync); module.py always
+//                      CUDA clamps (it cannot check without a host sync); the module always
 //                      passes valid lengths.
-struct RNNFwdParams : RNNCommon {
+struct SeqFwdParams : SeqCommon {
   void* out = nullptr;
   const void* h0 = nullptr;
   const void* w_hh = nullptr;
@@ -40,15 +49,16 @@ struct RNNFwdParams : RNNCommon {
 };
 
 // Backward of the sequential part (BPTT) for one layer, one direction.
-//   grad_out (T, B, H) dL/d out, or nullptr (treated as zeros).
-//   grad_hn  (B, H)    dL/d h_n, or nullptr (treated as zeros).
-//   out      (T, B, H) forward outputs h_t (act' is computed from them).
-//   w_hh     (H, H)
-//   dz       (T, B, H) written: dL/d z_t, zero where the item is inactive.
-//   dz_first (B, H)    written: dz at each item's first processed step, the step whose previous
-//                      state is h0 (t = 0 forward, t = lengths[b]-1 reverse; zero if length 0).
-//   grad_h0  (B, H)    written: dL/d h0.
-struct RNNBwdParams : RNNCommon {
+//   grad_out (T, B, H)   dL/d out, or nullptr (treated as zeros).
+//   grad_hn  (B, H)      dL/d h_n, or nullptr (treated as zeros).
+//   out      (T, B, H)   forward outputs h_t (the cell's backward reads them).
+//   w_hh     (G·H, H)
+//   dz       (T, B, G·H) written: dL/d z_t (the gate pre-activations), zero where the item is
+//                        inactive.
+//   dz_first (B, G·H)    written: dz at each item's first processed step, the step whose previous
+//                        state is h0 (t = 0 forward, t = lengths[b]-1 reverse; zero if length 0).
+//   grad_h0  (B, H)      written: dL/d h0.
+struct SeqBwdParams : SeqCommon {
   const void* grad_out = nullptr;
   const void* grad_hn = nullptr;
   const void* out = nullptr;
@@ -60,11 +70,12 @@ struct RNNBwdParams : RNNCommon {
 
 // One time step of one layer-direction, input and recurrent products fused (FusedRNNCell, and
 // FusedRNN where stepping beats the hoisted input GEMM):
-//   h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)
+//   h_new = cell(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)
 // All tensors contiguous, row-major, in the storage dtype.
-//   x (B, I), h (B, H), w_ih (H, I), w_hh (H, H) as nn.RNNCell stores them, b_ih / b_hh (H,) or
-//   nullptr, h_new (B, H): written; never aliases x or h.
-struct RNNCellParams {
+//   x (B, I), h (B, H), w_ih (G·H, I), w_hh (G·H, H) as nn.RNNCell stores them, b_ih / b_hh
+//   (G·H,) or nullptr, h_new (B, H): written; never aliases x or h.
+struct StepFwdParams {
+  Cell cell;
   const void* x = nullptr;
   const void* h = nullptr;
   const void* w_ih = nullptr;
@@ -73,16 +84,16 @@ struct RNNCellParams {
   const void* b_hh = nullptr;
   void* h_new = nullptr;
   int64_t B = 0, I = 0, H = 0;
-  bool relu = false;
 };
 
-// Backward of one cell step, the sequential part fused: with g = dL/dh_new,
-//   dz = g ⊙ act'(h_new)   (act' from the output: tanh → 1 - h², relu → h > 0)
+// Backward of one step, the sequential part fused: with g = dL/dh_new,
+//   dz = the cell's backward of g (Elman: g ⊙ act'(h_new))
 //   grad_x = dz W_ih,  grad_h = dz W_hh
 // The weight and bias gradients (dzᵀ x, dzᵀ h, Σ dz) are GEMMs over dz, done by the caller.
-//   grad_h_new (B, H), h_new (B, H), w_ih (H, I), w_hh (H, H): read.
-//   dz (B, H): written. grad_x (B, I), grad_h (B, H): written, or nullptr when not wanted.
-struct RNNCellBwdParams {
+//   grad_h_new (B, H), h_new (B, H), w_ih (G·H, I), w_hh (G·H, H): read.
+//   dz (B, G·H): written. grad_x (B, I), grad_h (B, H): written, or nullptr when not wanted.
+struct StepBwdParams {
+  Cell cell;
   const void* grad_h_new = nullptr;
   const void* h_new = nullptr;
   const void* w_ih = nullptr;
@@ -91,7 +102,6 @@ struct RNNCellBwdParams {
   void* grad_x = nullptr;
   void* grad_h = nullptr;
   int64_t B = 0, I = 0, H = 0;
-  bool relu = false;
 };
 
 }  // namespace rnnfused

@@ -43,10 +43,13 @@ def _sources_digest(paths, extra=""):
 
 
 def _kernel_tree(root=CSRC):
-    """Every file an emulation build depends on."""
-    files = list((root / "cuda").rglob("*")) + list((root / "emu").rglob("*"))
-    files += list((root / "cpu").rglob("*")) + [root / "rnn.h", root / "ops.cpp"]
-    return [f for f in files if f.is_file()]
+    """Every file an emulation build depends on: all of csrc/."""
+    return [f for f in root.rglob("*") if f.is_file()]
+
+
+def host_sources(root=CSRC):
+    """The extension's C++ sources without the CUDA ones, as setup.py lists them."""
+    return sorted(root.glob("*.cpp")) + sorted(root.glob("host/*.cpp")) + sorted(root.glob("cpu/*.cpp"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -62,7 +65,7 @@ def extension():
         return _ext
     from torch.utils import cpp_extension
 
-    sources = [CSRC / "ops.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+    sources = host_sources()
     sources += [CSRC / "emu" / f for f in ("emu_entry.cpp", "emu_f32.cpp", "emu_f64.cpp", "emu_f16.cpp",
                                            "emu_bf16.cpp", "simt.cpp", "runtime_emu.cpp", "emu_module.cpp")]
     build = ROOT / "build" / "emu-ext"
@@ -149,7 +152,7 @@ VARIANTS = {
 }
 
 KERNEL_SOURCES = ["emu_f32.cpp", "emu_f64.cpp", "emu_f16.cpp", "emu_bf16.cpp", "emu_entry.cpp", "check_main.cpp"]
-EMULATOR_SOURCES = ["simt.cpp", "runtime_emu.cpp"]
+EMULATOR_SOURCES = ["simt.cpp", "runtime_emu.cpp", "emu_switches.cpp"]
 
 
 def check_binary(variant="plain", root=CSRC, out_dir=None, jobs=2, reuse=None, rebuild=None):

@@ -1,7 +1,7 @@
 """The CPU kernels of every instruction set the processor supports (RNNFUSED_CPU_ISA), on both
 paths (RNNFUSED_CPU_KERNEL) and split across threads (RNNFUSED_CPU_SPLIT), against a float64
-reference; the float32 tanh's error bound; the fused cell step (rnn_cell_fwd_cpu /
-rnn_cell_bwd_cpu, called directly through a tiny C shim linked to rnnfused._C).
+reference; the float32 tanh's error bound; the fused cell step (step_fwd_cpu /
+step_bwd_cpu, called directly through a tiny C shim linked to rnnfused._C).
 
 vec16 is the AVX-512 register blocking (16 float / 8 double lanes) built portably: it runs the
 16-lane blocking and tail logic on any processor. The avx512 build itself runs only where the
@@ -245,19 +245,19 @@ _SHIM = r"""
 extern "C" int cell_fwd(int dbl, const void* x, const void* h, const void* wih, const void* whh,
                         const void* bih, const void* bhh, void* out, int64_t B, int64_t I,
                         int64_t H, int relu) {
-  rnnfused::RNNCellParams p;
+  rnnfused::StepFwdParams p;
   p.x = x; p.h = h; p.w_ih = wih; p.w_hh = whh; p.b_ih = bih; p.b_hh = bhh; p.h_new = out;
-  p.B = B; p.I = I; p.H = H; p.relu = relu != 0;
-  try { rnnfused::rnn_cell_fwd_cpu(p, dbl ? c10::ScalarType::Double : c10::ScalarType::Float); }
+  p.B = B; p.I = I; p.H = H; p.cell.act = relu ? rnnfused::Act::Relu : rnnfused::Act::Tanh;
+  try { rnnfused::step_fwd_cpu(p, dbl ? c10::ScalarType::Double : c10::ScalarType::Float, true); }
   catch (const std::exception& e) { std::fprintf(stderr, "%s\n", e.what()); return 1; }
   return 0;
 }
 extern "C" int cell_bwd(int dbl, const void* g, const void* hn, const void* wih, const void* whh,
                         void* dz, void* gx, void* gh, int64_t B, int64_t I, int64_t H, int relu) {
-  rnnfused::RNNCellBwdParams p;
+  rnnfused::StepBwdParams p;
   p.grad_h_new = g; p.h_new = hn; p.w_ih = wih; p.w_hh = whh; p.dz = dz; p.grad_x = gx;
-  p.grad_h = gh; p.B = B; p.I = I; p.H = H; p.relu = relu != 0;
-  try { rnnfused::rnn_cell_bwd_cpu(p, dbl ? c10::ScalarType::Double : c10::ScalarType::Float); }
+  p.grad_h = gh; p.B = B; p.I = I; p.H = H; p.cell.act = relu ? rnnfused::Act::Relu : rnnfused::Act::Tanh;
+  try { rnnfused::step_bwd_cpu(p, dbl ? c10::ScalarType::Double : c10::ScalarType::Float, true); }
   catch (const std::exception& e) { std::fprintf(stderr, "%s\n", e.what()); return 1; }
   return 0;
 }

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "rnn_cpu.h"
+#include "../policy.h"
 #include "rnn_cpu_rows.h"
 #include "rnn_cpu_steps.h"
 
@@ -38,8 +39,6 @@
 namespace rnnfused {
 namespace cpu {
 namespace {
-
-Act act_of(bool relu) { return relu ? Act::Relu : Act::Tanh; }
 
 // Per-item lengths, validated, or all T.
 struct Lengths {
@@ -89,13 +88,13 @@ int64_t elementwise_grain(int64_t H) {
 }
 
 template <typename T>
-void fwd_fused(const RNNFwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
+void fwd_fused(const SeqFwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
   const T* W = static_cast<const T*>(p.w_hh);
   const Lengths L(p.lengths, B, T_);
-  const Act act = act_of(p.relu);
+  const Act act = p.cell.act;
   // Row pointers of each share (rows that are active at the step), refilled every step.
   std::vector<T*> ys(static_cast<size_t>(nshares * B));
   std::vector<const T*> xs(static_cast<size_t>(nshares * B));
@@ -143,13 +142,13 @@ void fwd_fused(const RNNFwdParams& p, const RowKernels<T>& k, int64_t nshares, b
 }
 
 template <typename T>
-void fwd_gemm(const RNNFwdParams& p, const RowKernels<T>& k) {
+void fwd_gemm(const SeqFwdParams& p, const RowKernels<T>& k) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
   const T* W = static_cast<const T*>(p.w_hh);
   const Lengths L(p.lengths, B, T_);
-  const Act act = act_of(p.relu);
+  const Act act = p.cell.act;
   auto step_of = [&](int64_t s) { return p.reverse ? T_ - 1 - s : s; };
   // State buffer only where rows may start at different steps (masked); else read h_prev from
   // the previous step's output in place.
@@ -179,16 +178,8 @@ void fwd_gemm(const RNNFwdParams& p, const RowKernels<T>& k) {
   }
 }
 
-struct PathChoice {
-  bool fused = true;
-  int64_t shares = 1;  // threads the fused path splits each step's columns across
-  bool panel = false;  // fused path: the panel form (else the dot form forward, the broadcast
-                       // form over W_hh as stored backward)
-};
-PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, Isa isa);
-
 template <typename T>
-void fwd_impl(const RNNFwdParams& p) {
+void fwd_impl(const SeqFwdParams& p, const policy::CpuSeqPath& c) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
@@ -196,7 +187,6 @@ void fwd_impl(const RNNFwdParams& p) {
   const Lengths L(p.lengths, B, T_);
   const RowKernels<T>& k = row_kernels<T>();
   if (T_ > 0 && B > 0) {
-    const PathChoice c = choose_path(B, H, c10::CppTypeToScalarType<T>::value, /*backward=*/false, k.isa);
     if (c.fused) fwd_fused<T>(p, k, c.shares, c.panel);
     else fwd_gemm<T>(p, k);
   }
@@ -212,7 +202,7 @@ void fwd_impl(const RNNFwdParams& p) {
 // dz_{s-1} W_hh[:, C] for the rows active at step s-1 (needs every column of dz_{s-1}: the
 // previous item of every share), then dz_s[:, C] from dh[:, C]. One meeting per step.
 template <typename T>
-void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
+void bwd_fused(const SeqBwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   const T* g = static_cast<const T*>(p.grad_out);
   const T* out = static_cast<const T*>(p.out);
@@ -221,7 +211,7 @@ void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares, b
   T* dz_first = static_cast<T*>(p.dz_first);
   T* dh = static_cast<T*>(p.state);  // (B, H): the running dL/dh
   const Lengths L(p.lengths, B, T_);
-  const Act act = act_of(p.relu);
+  const Act act = p.cell.act;
   auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
   std::vector<T*> ys(static_cast<size_t>(nshares * B));
   std::vector<const T*> xs(static_cast<size_t>(nshares * B));
@@ -269,7 +259,7 @@ void bwd_fused(const RNNBwdParams& p, const RowKernels<T>& k, int64_t nshares, b
 }
 
 template <typename T>
-void bwd_gemm(const RNNBwdParams& p, const RowKernels<T>& k) {
+void bwd_gemm(const SeqBwdParams& p, const RowKernels<T>& k) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   const T* g = static_cast<const T*>(p.grad_out);
   const T* out = static_cast<const T*>(p.out);
@@ -279,7 +269,7 @@ void bwd_gemm(const RNNBwdParams& p, const RowKernels<T>& k) {
   T* dh = static_cast<T*>(p.state);  // (B, H): the running dL/dh
   T* tmp = dh + BH;                  // (B, H): scratch for the masked case
   const Lengths L(p.lengths, B, T_);
-  const Act act = act_of(p.relu);
+  const Act act = p.cell.act;
   auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
   const int64_t grain = elementwise_grain(H);
   for (int64_t s = 0; s < T_; ++s) {
@@ -309,7 +299,7 @@ void bwd_gemm(const RNNBwdParams& p, const RowKernels<T>& k) {
 }
 
 template <typename T>
-void bwd_impl(const RNNBwdParams& p) {
+void bwd_impl(const SeqBwdParams& p, const policy::CpuSeqPath& c) {
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* dz_first = static_cast<T*>(p.dz_first);
   T* dh = static_cast<T*>(p.state);
@@ -318,7 +308,6 @@ void bwd_impl(const RNNBwdParams& p) {
   else std::fill(dh, dh + BH, T(0));
   std::fill(dz_first, dz_first + BH, T(0));
   if (T_ > 0 && B > 0) {
-    const PathChoice c = choose_path(B, H, c10::CppTypeToScalarType<T>::value, /*backward=*/true, k.isa);
     if (c.fused) bwd_fused<T>(p, k, c.shares, c.panel);
     else bwd_gemm<T>(p, k);
   }
@@ -326,64 +315,11 @@ void bwd_impl(const RNNBwdParams& p) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Path choice.
-//
-// Shares: the fused path splits a step's columns across the intra-op threads where a step has
-// at least 2^16 multiply-adds (B·H²) and every thread gets at least 32 columns; below that the
-// meeting per step (a few hundred ns) would eat the gain. One thread stays one thread, and so
-// does a call from inside a parallel region.
-//
-// Path: B·H² < 2^17: fused (a BLAS call per step costs more than the whole step). B·H² > 2^26:
-// gemm (the BLAS's cache blocking wins; timing the choice there is too noisy: two timed steps of
-// a 2^28 product chose wrong in a test run and made 256x1024 forward 0.97x nn.RNN). In between, the answer depends on the processor (its
-// vector width, its BLAS, its caches): the first call with a given (B, H, dtype, direction,
-// instruction set, threads) times both paths on scratch data of that shape (a few ms, once per
-// process) and remembers the faster. RNNFUSED_CPU_KERNEL=fused|gemm forces a path;
-// RNNFUSED_CPU_SPLIT=N forces N shares on the fused path (tests).
-
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  const long long x = std::strtoll(v, &end, 10);
-  TORCH_CHECK(end && *end == '\0' && x >= 1, "rnnfused: ", name, " must be a positive integer, got '", v, "'");
-  return x;
-}
-
-// A two-way switch from the environment: 1 if `name` is `a`, 0 if `b`, -1 if unset or "auto";
-// anything else raises.
-int env_switch(const char* name, const char* a, const char* b) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return -1;
-  const std::string e(v);
-  if (e == a) return 1;
-  if (e == b) return 0;
-  TORCH_CHECK(e == "auto", "rnnfused: ", name, " must be ", a, ", ", b, " or auto, got '", e, "'");
-  return -1;
-}
-
-int64_t fused_shares(int64_t B, int64_t H) {
-  const int64_t forced = env_int("RNNFUSED_CPU_SPLIT", 0);
-  if (forced > 0) return std::min<int64_t>(forced, std::max<int64_t>(1, H / 16));
-  if (at::in_parallel_region()) return 1;
-  const int64_t threads = at::get_num_threads();
-  if (threads <= 1 || B * H * H < (int64_t(1) << 16)) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(threads, H / 32));
-}
-
-// The fused path's form: the panel form (W_hh packed once per call into panels of 16 columns,
-// rnn_cpu_rows.h; no lane reductions; backward the same over W_hh's columns), or the dot form
-// forward (W_hh's rows as stored) and the broadcast form backward (W_hh as stored).
-// RNNFUSED_CPU_FORM=dot|panel forces one (tests run both).
-bool panel_form(int64_t B, int64_t H) {
-  if (const int forced = env_switch("RNNFUSED_CPU_FORM", "panel", "dot"); forced >= 0) return forced;
-  (void)H;
-  return B > 1;
-}
+// Timing the two paths for policy::cpu_seq_path (csrc/policy.cpp).
 
 // Times the two paths of one direction on scratch data of shape (B, H); true if fused wins.
 template <typename T>
-bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
+bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares, bool panel) {
   const RowKernels<T>& k = row_kernels<T>();
   // Enough steps for about 2^23 multiply-adds per timed run (a few ms over all runs).
   const int64_t S = std::clamp<int64_t>((int64_t(1) << 23) / (B * H * H), 2, 64);
@@ -401,11 +337,11 @@ bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
   const at::Tensor g = fill({S, B, H}, 0.1);
   at::Tensor out = at::empty({S, B, H}, opts), dz = at::empty({S, B, H}, opts);
   at::Tensor state = at::empty({2, B, H}, opts), extra = at::empty({B, H}, opts);
-  RNNFwdParams fp;
+  SeqFwdParams fp;
   fp.T = S; fp.B = B; fp.H = H;
   fp.state = state.data_ptr(); fp.out = out.data_ptr(); fp.h0 = h0.data_ptr();
   fp.w_hh = W.data_ptr(); fp.hn = extra.data_ptr();
-  RNNBwdParams bp;
+  SeqBwdParams bp;
   bp.T = S; bp.B = B; bp.H = H;
   bp.state = state.data_ptr(); bp.grad_out = g.data_ptr(); bp.out = pre.data_ptr();
   bp.w_hh = W.data_ptr(); bp.dz = dz.data_ptr(); bp.dz_first = extra.data_ptr();
@@ -413,11 +349,11 @@ bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
     const auto t0 = std::chrono::steady_clock::now();
     if (backward) {
       state.zero_();
-      if (fused) bwd_fused<T>(bp, k, shares, panel_form(B, H));
+      if (fused) bwd_fused<T>(bp, k, shares, panel);
       else bwd_gemm<T>(bp, k);
     } else {
       out.copy_(pre);
-      if (fused) fwd_fused<T>(fp, k, shares, panel_form(B, H));
+      if (fused) fwd_fused<T>(fp, k, shares, panel);
       else fwd_gemm<T>(fp, k);
     }
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -430,35 +366,6 @@ bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares) {
     best_gemm = std::min(best_gemm, run(false));
   }
   return best_fused <= best_gemm;
-}
-
-PathChoice choose_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, Isa isa) {
-  PathChoice c;
-  c.shares = fused_shares(B, H);
-  c.panel = panel_form(B, H);
-  if (const int forced = env_switch("RNNFUSED_CPU_KERNEL", "fused", "gemm"); forced >= 0) {
-    c.fused = forced;
-    return c;
-  }
-  const int64_t work = B * H * H;
-  if (work < (int64_t(1) << 17)) return c;
-  if (work > (int64_t(1) << 26)) { c.fused = false; return c; }
-  using Key = std::tuple<int64_t, int64_t, int, bool, int, int64_t>;
-  static std::mutex mu;
-  static std::map<Key, bool> cache;
-  const Key key{B, H, static_cast<int>(dtype), backward, static_cast<int>(isa), c.shares};
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    const auto it = cache.find(key);
-    if (it != cache.end()) { c.fused = it->second; return c; }
-  }
-  // Timed outside the lock (it runs ATen ops); two threads meeting a new shape at once both
-  // time it, and agree or not: either answer is correct, only its speed differs.
-  c.fused = dtype == c10::ScalarType::Double ? fused_is_faster<double>(B, H, backward, c.shares)
-                                             : fused_is_faster<float>(B, H, backward, c.shares);
-  std::lock_guard<std::mutex> lock(mu);
-  cache.emplace(key, c.fused);
-  return c;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -504,46 +411,61 @@ void input_proj(const T* x, const T* w_ih, const T* b_ih, const T* b_hh, T* out,
   else at::parallel_for(0, nchunks, grain, run);
 }
 
+// The hoisted projection through BLAS: out = x W_ihᵀ + (b_ih + b_hh), one addmm.
+template <typename T>
+void input_proj_blas(const T* x, const T* w_ih, const T* b_ih, const T* b_hh, T* out, int64_t rows,
+                     int64_t I, int64_t H) {
+  if (rows <= 0) return;
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor o = at::from_blob(out, {rows, H}, opts);
+  const at::Tensor xt = at::from_blob(const_cast<T*>(x), {rows, I}, opts);
+  const at::Tensor w = at::from_blob(const_cast<T*>(w_ih), {H, I}, opts);
+  auto vec = [&](const T* b) { return at::from_blob(const_cast<T*>(b), {H}, opts); };
+  if (b_ih || b_hh) {
+    const at::Tensor bias = b_ih && b_hh ? vec(b_ih) + vec(b_hh) : vec(b_ih ? b_ih : b_hh);
+    at::addmm_out(o, bias, xt, w.t());
+  } else {
+    at::mm_out(o, xt, w.t());
+  }
+}
+
 }  // namespace
 }  // namespace cpu
 
-bool input_proj_cpu_wins(int64_t rows, int64_t I, int64_t H) {
-  if (const int forced = cpu::env_switch("RNNFUSED_CPU_PROJ", "own", "blas"); forced >= 0) return forced;
-  (void)rows;
-  return I <= 128 && H <= 256;
-}
+// The CPU kernels compute in float32 or float64 (the host runs half types through float32).
+#define RNNFUSED_CPU_DTYPE_SWITCH(dtype, T, ...)                                          \
+  switch (dtype) {                                                                      \
+    case c10::ScalarType::Float: { using T = float; __VA_ARGS__; return; }              \
+    case c10::ScalarType::Double: { using T = double; __VA_ARGS__; return; }            \
+    default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype); \
+  }
 
 void input_proj_cpu(const void* x, const void* w_ih, const void* b_ih, const void* b_hh, void* out,
-                    int64_t rows, int64_t I, int64_t H, c10::ScalarType dtype) {
-  switch (dtype) {
-    case c10::ScalarType::Float:
-      return cpu::input_proj<float>(static_cast<const float*>(x), static_cast<const float*>(w_ih),
-                                    static_cast<const float*>(b_ih), static_cast<const float*>(b_hh),
-                                    static_cast<float*>(out), rows, I, H);
-    case c10::ScalarType::Double:
-      return cpu::input_proj<double>(static_cast<const double*>(x), static_cast<const double*>(w_ih),
-                                     static_cast<const double*>(b_ih), static_cast<const double*>(b_hh),
-                                     static_cast<double*>(out), rows, I, H);
-    default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
-  }
+                    int64_t rows, int64_t I, int64_t H, c10::ScalarType dtype, bool own) {
+  RNNFUSED_CPU_DTYPE_SWITCH(dtype, T, {
+    const auto args = std::make_tuple(static_cast<const T*>(x), static_cast<const T*>(w_ih),
+                                      static_cast<const T*>(b_ih), static_cast<const T*>(b_hh),
+                                      static_cast<T*>(out), rows, I, H);
+    if (own) std::apply(cpu::input_proj<T>, args);
+    else std::apply(cpu::input_proj_blas<T>, args);
+  })
+}
+
+bool cpu_fused_beats_gemm(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, int64_t shares,
+                          bool panel) {
+  return dtype == c10::ScalarType::Double ? cpu::fused_is_faster<double>(B, H, backward, shares, panel)
+                                          : cpu::fused_is_faster<float>(B, H, backward, shares, panel);
 }
 
 const char* cpu_isa_name() { return cpu::isa_name(cpu::current_isa()); }
+int cpu_isa_id() { return static_cast<int>(cpu::current_isa()); }
 
-void rnn_fwd_cpu(const RNNFwdParams& p, c10::ScalarType dtype) {
-  switch (dtype) {
-    case c10::ScalarType::Float: return cpu::fwd_impl<float>(p);
-    case c10::ScalarType::Double: return cpu::fwd_impl<double>(p);
-    default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
-  }
+void seq_fwd_cpu(const SeqFwdParams& p, c10::ScalarType dtype, const policy::CpuSeqPath& path) {
+  RNNFUSED_CPU_DTYPE_SWITCH(dtype, T, cpu::fwd_impl<T>(p, path))
 }
 
-void rnn_bwd_cpu(const RNNBwdParams& p, c10::ScalarType dtype) {
-  switch (dtype) {
-    case c10::ScalarType::Float: return cpu::bwd_impl<float>(p);
-    case c10::ScalarType::Double: return cpu::bwd_impl<double>(p);
-    default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
-  }
+void seq_bwd_cpu(const SeqBwdParams& p, c10::ScalarType dtype, const policy::CpuSeqPath& path) {
+  RNNFUSED_CPU_DTYPE_SWITCH(dtype, T, cpu::bwd_impl<T>(p, path))
 }
 
 }  // namespace rnnfused

@@ -1,5 +1,5 @@
 // rnnfused CPU: one fused cell step, h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh), and its
-// backward (rnn.h: RNNCellParams, RNNCellBwdParams).
+// backward (rnn.h: StepFwdParams, StepBwdParams).
 //
 // Latency-bound (called once per time step from Python, B = 1..64): the weights are read in
 // nn.RNNCell's own layout (no preparation), no allocation, and no thread fork below about 2^20
@@ -7,12 +7,14 @@
 // rnn_cpu_kernel.h over the rows of W_ih, then of W_hh), biases and activation applied once.
 // Backward: dz = g ⊙ act'(h_new) per row, then grad_x = dz W_ih and grad_h = dz W_hh (the
 // broadcast form, W_ih and W_hh as stored) while dz is still in L1.
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdint>
 
+#include "../policy.h"
 #include "rnn_cpu.h"
 #include "rnn_cpu_rows.h"
 #include "rnn_cpu_steps.h"
@@ -22,12 +24,6 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kRowChunk = 64;  // rows per pass (pointer arrays on the stack)
-
-// Threads for a product of `work` multiply-adds over N columns: 1 unless it is big enough.
-int64_t cell_shares(int64_t work, int64_t N) {
-  if (work < (int64_t(1) << 20) || at::in_parallel_region()) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), N / 32));
-}
 
 // Runs f(n0, n1) over the columns [0, N), split across `shares` threads.
 template <class F>
@@ -42,14 +38,14 @@ void over_columns(int64_t N, int64_t shares, const F& f) {
 }
 
 template <typename T>
-void cell_fwd(const RNNCellParams& p) {
+void cell_fwd(const StepFwdParams& p) {
   const T* x = static_cast<const T*>(p.x);
   const T* h = static_cast<const T*>(p.h);
   T* out = static_cast<T*>(p.h_new);
   const int64_t B = p.B, I = p.I, H = p.H;
   if (B <= 0 || H <= 0) return;
   const RowKernels<T>& k = row_kernels<T>();
-  const int64_t shares = cell_shares(B * H * (I + H), H);
+  const int64_t shares = policy::cpu_step_threads(B * H * (I + H), H);
   for (int64_t b0 = 0; b0 < B; b0 += kRowChunk) {
     const int64_t n = std::min(kRowChunk, B - b0);
     T* y[kRowChunk];
@@ -71,13 +67,13 @@ void cell_fwd(const RNNCellParams& p) {
     a.x1 = hr;
     a.w1 = static_cast<const T*>(p.w_hh);
     a.k1 = H;
-    a.act = p.relu ? Act::Relu : Act::Tanh;
+    a.act = p.cell.act;
     over_columns(H, shares, [&](int64_t n0, int64_t n1) { k.dot_rows(a, n0, n1); });
   }
 }
 
 template <typename T>
-void cell_bwd(const RNNCellBwdParams& p) {
+void cell_bwd(const StepBwdParams& p) {
   const T* g = static_cast<const T*>(p.grad_h_new);
   const T* hn = static_cast<const T*>(p.h_new);
   const T* wih = static_cast<const T*>(p.w_ih);
@@ -88,9 +84,9 @@ void cell_bwd(const RNNCellBwdParams& p) {
   const int64_t B = p.B, I = p.I, H = p.H;
   if (B <= 0) return;
   const RowKernels<T>& k = row_kernels<T>();
-  const Act act = p.relu ? Act::Relu : Act::Tanh;
+  const Act act = p.cell.act;
   const int64_t shares =
-      cell_shares(B * H * ((gx ? I : 0) + (gh ? H : 0)), std::max(gx ? I : 0, gh ? H : 0));
+      policy::cpu_step_threads(B * H * ((gx ? I : 0) + (gh ? H : 0)), std::max(gx ? I : 0, gh ? H : 0));
   for (int64_t b0 = 0; b0 < B; b0 += kRowChunk) {
     const int64_t n = std::min(kRowChunk, B - b0);
     const T* d[kRowChunk];
@@ -124,21 +120,61 @@ void cell_bwd(const RNNCellBwdParams& p) {
   }
 }
 
+// The same step through ATen's BLAS (large products): h_new = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).
+template <typename T>
+void step_fwd_blas(const StepFwdParams& p) {
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto t = [&](const void* ptr, at::IntArrayRef shape) {
+    return at::from_blob(const_cast<void*>(ptr), shape, opts);
+  };
+  const int64_t B = p.B, I = p.I, H = p.H;
+  at::Tensor h_new = t(p.h_new, {B, H});
+  const at::Tensor x = t(p.x, {B, I}), h = t(p.h, {B, H});
+  const at::Tensor w_ih = t(p.w_ih, {H, I}), w_hh = t(p.w_hh, {H, H});
+  if (p.b_ih) at::addmm_out(h_new, t(p.b_ih, {H}), x, w_ih.t());
+  else at::mm_out(h_new, x, w_ih.t());
+  h_new.addmm_(h, w_hh.t());
+  if (p.b_hh) h_new.add_(t(p.b_hh, {H}));
+  if (p.cell.act == Act::Relu) h_new.relu_();
+  else h_new.tanh_();
+}
+
+// Its backward through BLAS: dz = g ⊙ act'(h_new), grad_x = dz W_ih, grad_h = dz W_hh.
+template <typename T>
+void step_bwd_blas(const StepBwdParams& p) {
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto t = [&](const void* ptr, at::IntArrayRef shape) {
+    return at::from_blob(const_cast<void*>(ptr), shape, opts);
+  };
+  const int64_t B = p.B, I = p.I, H = p.H;
+  const at::Tensor g = t(p.grad_h_new, {B, H}), h_new = t(p.h_new, {B, H});
+  at::Tensor dz = t(p.dz, {B, H});
+  dz.copy_(p.cell.act == Act::Relu ? at::threshold_backward(g, h_new, 0) : at::tanh_backward(g, h_new));
+  if (p.grad_x) {
+    at::Tensor gx = t(p.grad_x, {B, I});
+    at::mm_out(gx, dz, t(p.w_ih, {H, I}));
+  }
+  if (p.grad_h) {
+    at::Tensor gh = t(p.grad_h, {B, H});
+    at::mm_out(gh, dz, t(p.w_hh, {H, H}));
+  }
+}
+
 }  // namespace
 }  // namespace cpu
 
-void rnn_cell_fwd_cpu(const RNNCellParams& p, c10::ScalarType dtype) {
+void step_fwd_cpu(const StepFwdParams& p, c10::ScalarType dtype, bool fused) {
   switch (dtype) {
-    case c10::ScalarType::Float: return cpu::cell_fwd<float>(p);
-    case c10::ScalarType::Double: return cpu::cell_fwd<double>(p);
+    case c10::ScalarType::Float: return fused ? cpu::cell_fwd<float>(p) : cpu::step_fwd_blas<float>(p);
+    case c10::ScalarType::Double: return fused ? cpu::cell_fwd<double>(p) : cpu::step_fwd_blas<double>(p);
     default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
   }
 }
 
-void rnn_cell_bwd_cpu(const RNNCellBwdParams& p, c10::ScalarType dtype) {
+void step_bwd_cpu(const StepBwdParams& p, c10::ScalarType dtype, bool fused) {
   switch (dtype) {
-    case c10::ScalarType::Float: return cpu::cell_bwd<float>(p);
-    case c10::ScalarType::Double: return cpu::cell_bwd<double>(p);
+    case c10::ScalarType::Float: return fused ? cpu::cell_bwd<float>(p) : cpu::step_bwd_blas<float>(p);
+    case c10::ScalarType::Double: return fused ? cpu::cell_bwd<double>(p) : cpu::step_bwd_blas<double>(p);
     default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
   }
 }

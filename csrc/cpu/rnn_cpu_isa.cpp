@@ -1,7 +1,7 @@
 // rnnfused CPU: which instruction set's row kernels run (ATen's scheme: one source compiled per
 // instruction set, one chosen at run time).
 //
-//   RNNFUSED_CPU_ISA=auto|default|avx2|avx512|vec16   (read on every call; unset = auto)
+//   RNNFUSED_CPU_ISA=auto|default|avx2|avx512|vec16   (csrc/switches.h; unset = auto)
 //   auto: the best the processor has: avx512 (F, BW, DQ, VL, as ATen requires) > avx2 (+FMA) >
 //         default, capped by ATen's own ATEN_CPU_CAPABILITY=default|avx2 if set.
 //   vec16: the AVX-512 blocking in portable C++ (tests only; slow).
@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "../switches.h"
 #include "rnn_cpu_rows.h"
 
 namespace rnnfused::cpu {
@@ -79,17 +80,17 @@ bool isa_supported(Isa isa, const char** why_not) {
 }
 
 Isa current_isa() {
-  const char* env = std::getenv("RNNFUSED_CPU_ISA");
-  if (!env || !*env) return best_isa();
-  Isa isa;
-  if (!std::strcmp(env, "auto")) return best_isa();
-  else if (!std::strcmp(env, "default")) isa = Isa::Default;
-  else if (!std::strcmp(env, "avx2")) isa = Isa::Avx2;
-  else if (!std::strcmp(env, "avx512")) isa = Isa::Avx512;
-  else if (!std::strcmp(env, "vec16")) isa = Isa::Vec16;
-  else TORCH_CHECK(false, "rnnfused: RNNFUSED_CPU_ISA must be auto, default, avx2, avx512 or vec16, got '", env, "'");
+  Isa isa = Isa::Default;
+  const char* name = "default";
+  switch (switches::cpu_isa()) {
+    case switches::CpuIsa::Auto: return best_isa();
+    case switches::CpuIsa::Default: break;
+    case switches::CpuIsa::Avx2: isa = Isa::Avx2; name = "avx2"; break;
+    case switches::CpuIsa::Avx512: isa = Isa::Avx512; name = "avx512"; break;
+    case switches::CpuIsa::Vec16: isa = Isa::Vec16; name = "vec16"; break;
+  }
   const char* why = nullptr;
-  TORCH_CHECK(isa_supported(isa, &why), "rnnfused: RNNFUSED_CPU_ISA=", env, " but ", why);
+  TORCH_CHECK(isa_supported(isa, &why), "rnnfused: RNNFUSED_CPU_ISA=", name, " but ", why);
   return isa;
 }
 

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../cells/cell.h"
+
 namespace rnnfused::cpu {
 
-enum class Act : int { None = 0, Tanh = 1, Relu = 2 };
+using rnnfused::Act;  // csrc/cells/cell.h
 
 // The instruction sets the kernels are compiled for. Vec16 is the AVX-512 register blocking
 // (16 float / 8 double lanes, same row and column blocks) built from portable C++ on any

@@ -10,7 +10,8 @@
 //     launch). Plans: plan.h, pure functions of the device's properties.
 //  3. cell_fwd_kernel<T> / cell_bwd_kernel<T> (device/cell.cuh): one step with the input product
 //     fused in (FusedRNNCell), forward and the sequential part of the backward.
-// The heuristic: persistent wherever it has a plan, stepwise otherwise; RNNFUSED_KERNEL forces one.
+// The heuristic: persistent wherever it has a plan, stepwise otherwise (policy::cuda_use_persistent;
+// RNNFUSED_KERNEL forces one).
 //
 // Runtime calls go through namespace rt: runtime_cuda.cuh on a GPU, csrc/emu/runtime_emu.h under
 // the SIMT emulator (RNNFUSED_EMULATE), so this file runs unchanged in both.
@@ -24,6 +25,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "../policy.h"
 #include "../rnn.h"
 #include "device/cell.cuh"
 #include "device/persist.cuh"
@@ -65,21 +67,15 @@ PersistPlan persistent_plan(int64_t B, int64_t H) {
   return pl;
 }
 
-// The heuristic, in one place: persistent wherever it has a plan, stepwise otherwise; the
-// environment variable RNNFUSED_KERNEL forces one (persistent forced where impossible raises).
+// The heuristic is policy::cuda_use_persistent (csrc/policy.h): persistent wherever it has a
+// plan, stepwise otherwise; RNNFUSED_KERNEL forces one (persistent forced where impossible raises).
 template <typename T, bool BWD>
 bool choose_persistent(int64_t B, int64_t H, PersistPlan* plan_out) {
-  const KernelMode mode = kernel_mode();
-  if (mode == KernelMode::kStepwise) return false;
-  PersistPlan pl = persistent_plan<T, BWD>(B, H);
-  if (mode == KernelMode::kPersistent) {
-    TORCH_CHECK(pl.ok, "rnnfused: RNNFUSED_KERNEL=persistent, but the persistent ",
-                BWD ? "backward" : "forward", " kernel cannot run batch ", B, ", hidden_size ", H,
-                " on this device: ", pl.why, ". Unset RNNFUSED_KERNEL (or set it to auto or "
-                "stepwise) to use the stepwise kernel.");
-  }
-  if (plan_out) *plan_out = pl;
-  return pl.ok;
+  return policy::cuda_use_persistent(BWD, B, H, [&] {
+    const PersistPlan pl = persistent_plan<T, BWD>(B, H);
+    if (plan_out) *plan_out = pl;
+    return std::make_pair(pl.ok, pl.why);
+  });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -127,22 +123,22 @@ void launch_persistent(Args<T> a, const PersistPlan& pl, rt::Stream stream) {
   rt::launch(kernel, spec, a);
 }
 
-// The kernel arguments both passes fill alike, from rnn.h's RNNCommon.
+// The kernel arguments both passes fill alike, from rnn.h's SeqCommon.
 template <typename T>
-Args<T> common_args(const RNNCommon& p) {
+Args<T> common_args(const SeqCommon& p) {
   Args<T> a;
   a.lengths = p.lengths;
   a.state = static_cast<acc_t<T>*>(p.state);
   a.steps = p.T;
   a.B = p.B;
   a.H = p.H;
-  a.relu = p.relu;
+  a.relu = p.cell.act == Act::Relu;
   a.reverse = p.reverse;
   return a;
 }
 
 template <typename T>
-void fwd_impl(const RNNFwdParams& p, void* stream_) {
+void fwd_impl(const SeqFwdParams& p, void* stream_) {
   const auto stream = static_cast<rt::Stream>(stream_);
   if (p.B == 0 || p.H == 0) return;
   const size_t bytes = sizeof(T) * p.B * p.H;
@@ -164,7 +160,7 @@ void fwd_impl(const RNNFwdParams& p, void* stream_) {
 }
 
 template <typename T>
-void bwd_impl(const RNNBwdParams& p, void* stream_) {
+void bwd_impl(const SeqBwdParams& p, void* stream_) {
   const auto stream = static_cast<rt::Stream>(stream_);
   if (p.B == 0 || p.H == 0) return;
   const size_t bytes = sizeof(T) * p.B * p.H;
@@ -191,23 +187,23 @@ void bwd_impl(const RNNBwdParams& p, void* stream_) {
   else launch_stepwise<T, true>(a, stream);
 }
 
-// One cell step (rnn.h: RNNCellParams / RNNCellBwdParams).
+// One cell step (rnn.h: StepFwdParams / StepBwdParams).
 template <typename T>
-CellArgs<T> cell_args(int64_t B, int64_t I, int64_t H, const void* w_ih, const void* w_hh, bool relu) {
+CellArgs<T> cell_args(int64_t B, int64_t I, int64_t H, const void* w_ih, const void* w_hh, Act act) {
   CellArgs<T> a;
   a.B = B;
   a.I = I;
   a.H = H;
   a.w_ih = static_cast<const T*>(w_ih);
   a.w_hh = static_cast<const T*>(w_hh);
-  a.relu = relu;
+  a.relu = act == Act::Relu;
   return a;
 }
 
 template <typename T>
-void cell_fwd_impl(const RNNCellParams& p, void* stream) {
+void cell_fwd_impl(const StepFwdParams& p, void* stream) {
   if (p.B == 0 || p.H == 0) return;
-  CellArgs<T> a = cell_args<T>(p.B, p.I, p.H, p.w_ih, p.w_hh, p.relu);
+  CellArgs<T> a = cell_args<T>(p.B, p.I, p.H, p.w_ih, p.w_hh, p.cell.act);
   a.x = static_cast<const T*>(p.x);
   a.h = static_cast<const T*>(p.h);
   a.b_ih = static_cast<const T*>(p.b_ih);
@@ -225,12 +221,12 @@ void cell_fwd_impl(const RNNCellParams& p, void* stream) {
 }
 
 template <typename T>
-void cell_bwd_impl(const RNNCellBwdParams& p, void* stream) {
+void cell_bwd_impl(const StepBwdParams& p, void* stream) {
   if (p.B == 0 || p.H == 0) {
     if (p.grad_x && p.B * p.I > 0) rt::memset_async(p.grad_x, 0, sizeof(T) * p.B * p.I, static_cast<rt::Stream>(stream));
     return;
   }
-  CellArgs<T> a = cell_args<T>(p.B, p.I, p.H, p.w_ih, p.w_hh, p.relu);
+  CellArgs<T> a = cell_args<T>(p.B, p.I, p.H, p.w_ih, p.w_hh, p.cell.act);
   a.grad = static_cast<const T*>(p.grad_h_new);
   a.h_new = const_cast<T*>(static_cast<const T*>(p.h_new));  // read only here
   a.dz = static_cast<T*>(p.dz);
@@ -260,10 +256,10 @@ const char* kernel_name_impl(int64_t B, int64_t H, bool backward) {
 }
 
 #define RNNFUSED_INSTANTIATE(T)                                  \
-  template void fwd_impl<T>(const RNNFwdParams&, void*);         \
-  template void bwd_impl<T>(const RNNBwdParams&, void*);         \
-  template void cell_fwd_impl<T>(const RNNCellParams&, void*);   \
-  template void cell_bwd_impl<T>(const RNNCellBwdParams&, void*); \
+  template void fwd_impl<T>(const SeqFwdParams&, void*);         \
+  template void bwd_impl<T>(const SeqBwdParams&, void*);         \
+  template void cell_fwd_impl<T>(const StepFwdParams&, void*);   \
+  template void cell_bwd_impl<T>(const StepBwdParams&, void*);   \
   template const char* kernel_name_impl<T>(int64_t, int64_t, bool);
 
 }  // namespace cuda_detail

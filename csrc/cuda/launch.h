@@ -8,22 +8,17 @@
 namespace rnnfused {
 namespace cuda_detail {
 
-// RNNFUSED_KERNEL, read at every call: unset, "" or "auto" -> kAuto; "stepwise"; "persistent".
-// Any other value raises a c10::Error that lists the accepted values.
-enum class KernelMode { kAuto, kStepwise, kPersistent };
-KernelMode kernel_mode();
-
 // Implemented once per storage type T (float, double, __half, __nv_bfloat16) in host.cuh and
 // instantiated in the rnn_<dtype>.cu files (host.cuh).
 // `stream`: a cudaStream_t (nullptr under the emulator).
 template <typename T>
-void fwd_impl(const RNNFwdParams& p, void* stream);
+void fwd_impl(const SeqFwdParams& p, void* stream);
 template <typename T>
-void bwd_impl(const RNNBwdParams& p, void* stream);
+void bwd_impl(const SeqBwdParams& p, void* stream);
 template <typename T>
-void cell_fwd_impl(const RNNCellParams& p, void* stream);
+void cell_fwd_impl(const StepFwdParams& p, void* stream);
 template <typename T>
-void cell_bwd_impl(const RNNCellBwdParams& p, void* stream);
+void cell_bwd_impl(const StepBwdParams& p, void* stream);
 // "stepwise" or "persistent"; raises (c10::Error) where RNNFUSED_KERNEL=persistent is forced on
 // a size the persistent kernel cannot run, with the reason.
 template <typename T>

@@ -1,30 +1,13 @@
-// rnnfused: CUDA entry points (declared in rnn_cuda.h). Reads RNNFUSED_KERNEL and dispatches on
-// the storage dtype to the per-dtype instantiations (rnn_f32.cu, rnn_f64.cu, rnn_f16.cu,
+// rnnfused: CUDA entry points (declared in rnn_cuda.h). Dispatches on the storage dtype to the per-dtype instantiations (rnn_f32.cu, rnn_f64.cu, rnn_f16.cu,
 // rnn_bf16.cu). The launch plans are in plan.h, the heuristic and launchers in host.cuh, the
 // kernels in device/.
 #include <c10/util/Exception.h>
-
-#include <cstdlib>
-#include <cstring>
 
 #include "launch.h"
 #include "portable.cuh"
 #include "rnn_cuda.h"
 
 namespace rnnfused {
-namespace cuda_detail {
-
-KernelMode kernel_mode() {
-  const char* v = std::getenv("RNNFUSED_KERNEL");
-  if (v == nullptr || v[0] == '\0' || std::strcmp(v, "auto") == 0) return KernelMode::kAuto;
-  if (std::strcmp(v, "stepwise") == 0) return KernelMode::kStepwise;
-  if (std::strcmp(v, "persistent") == 0) return KernelMode::kPersistent;
-  TORCH_CHECK(false, "rnnfused: RNNFUSED_KERNEL must be one of auto, stepwise, persistent; got '",
-              v, "'");
-}
-
-}  // namespace cuda_detail
-
 using namespace cuda_detail;
 
 // The four storage types, one switch for every entry point.
@@ -37,24 +20,24 @@ using namespace cuda_detail;
     default: TORCH_CHECK(false, "rnnfused: " name ": unsupported dtype ", dtype);         \
   }
 
-void rnn_fwd_cuda(const RNNFwdParams& p, c10::ScalarType dtype, void* stream) {
-  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_fwd_cuda", fwd_impl, p, stream)
+void seq_fwd_cuda(const SeqFwdParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "seq_fwd_cuda", fwd_impl, p, stream)
 }
 
-void rnn_bwd_cuda(const RNNBwdParams& p, c10::ScalarType dtype, void* stream) {
-  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_bwd_cuda", bwd_impl, p, stream)
+void seq_bwd_cuda(const SeqBwdParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "seq_bwd_cuda", bwd_impl, p, stream)
 }
 
-void rnn_cell_fwd_cuda(const RNNCellParams& p, c10::ScalarType dtype, void* stream) {
-  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_cell_fwd_cuda", cell_fwd_impl, p, stream)
+void step_fwd_cuda(const StepFwdParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "step_fwd_cuda", cell_fwd_impl, p, stream)
 }
 
-void rnn_cell_bwd_cuda(const RNNCellBwdParams& p, c10::ScalarType dtype, void* stream) {
-  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_cell_bwd_cuda", cell_bwd_impl, p, stream)
+void step_bwd_cuda(const StepBwdParams& p, c10::ScalarType dtype, void* stream) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "step_bwd_cuda", cell_bwd_impl, p, stream)
 }
 
-const char* rnn_cuda_kernel_name(int64_t B, int64_t H, c10::ScalarType dtype, bool backward) {
-  RNNFUSED_DTYPE_SWITCH(dtype, "rnn_cuda_kernel_name", kernel_name_impl, B, H, backward)
+const char* cuda_kernel_name(int64_t B, int64_t H, c10::ScalarType dtype, bool backward) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "cuda_kernel_name", kernel_name_impl, B, H, backward)
 }
 
 }  // namespace rnnfused

@@ -1,10 +1,10 @@
 // rnnfused SIMT emulator: a standalone check of the CUDA recurrence kernels (no Python, no ATen
-// tensors; libc10 only for its error type). It runs the real entry points (rnn_fwd_cuda /
-// rnn_bwd_cuda: heuristic, plans, launchers, kernels) under the emulator on a matrix of cases —
+// tensors; libc10 only for its error type). It runs the real entry points (seq_fwd_cuda /
+// seq_bwd_cuda: heuristic, plans, launchers, kernels) under the emulator on a matrix of cases —
 // both kernels, forward and backward, four dtypes, G = 1 and G > 1 plans, lengths (0, T,
 // unsorted), reverse, relu — against a float64 reference, and requires every schedule to give
 // bit-identical results. Built plain, with AddressSanitizer + UBSan, and with ThreadSanitizer by
-// tests/emu/build.py; the mutation check (tests/emu/mutate.py) builds it from mutated kernels.
+// tests/emu_support.py (check_binary); the mutation check (tests/emu/mutate.py) builds it from mutated kernels.
 //
 //   emu_check [--quick] [--schedules N] [--filter SUBSTRING] [--list]
 // Exit status 0 when every case passes; each failure is printed on a line starting with FAIL.
@@ -24,8 +24,8 @@
 
 namespace {
 
-using rnnfused::RNNBwdParams;
-using rnnfused::RNNFwdParams;
+using rnnfused::SeqBwdParams;
+using rnnfused::SeqFwdParams;
 namespace rt = rnnfused::cuda_detail::rt;
 
 // ------------------------------------------------------------------------------------------------
@@ -163,21 +163,21 @@ Result run(const Case& c, const Inputs& in) {
   r.out = in.pre;  // the hoisted input projection: pre_t, overwritten with h_t
   const size_t acc = acc_size(c.dt);
   std::vector<unsigned char> state(2 * c.B * c.H * acc);
-  RNNFwdParams p;
+  SeqFwdParams p;
   p.lengths = c.lengths ? in.len.data() : nullptr;
   p.state = state.data();
   p.T = c.T;
   p.B = c.B;
   p.H = c.H;
-  p.relu = c.relu;
+  p.cell.act = c.relu ? rnnfused::Act::Relu : rnnfused::Act::Tanh;
   p.reverse = c.reverse;
   p.out = r.out.data();
   p.h0 = const_cast<Buf&>(in.h0).data();
   p.w_hh = const_cast<Buf&>(in.w).data();
   p.hn = r.hn.data();
-  rnnfused::rnn_fwd_cuda(p, dt_scalar(c.dt), nullptr);
-  RNNBwdParams q;
-  static_cast<rnnfused::RNNCommon&>(q) = static_cast<rnnfused::RNNCommon&>(p);
+  rnnfused::seq_fwd_cuda(p, dt_scalar(c.dt), nullptr);
+  SeqBwdParams q;
+  static_cast<rnnfused::SeqCommon&>(q) = static_cast<rnnfused::SeqCommon&>(p);
   q.grad_out = c.grad_out ? const_cast<Buf&>(in.gout).data() : nullptr;
   q.grad_hn = c.grad_hn ? const_cast<Buf&>(in.ghn).data() : nullptr;
   q.out = r.out.data();
@@ -185,7 +185,7 @@ Result run(const Case& c, const Inputs& in) {
   q.dz = r.dz.data();
   q.dz_first = r.dz_first.data();
   q.grad_h0 = r.gh0.data();
-  rnnfused::rnn_bwd_cuda(q, dt_scalar(c.dt), nullptr);
+  rnnfused::seq_bwd_cuda(q, dt_scalar(c.dt), nullptr);
   return r;
 }
 
@@ -324,7 +324,7 @@ struct CellInputs {
 
 CellResult run_cell(const CellCase& c, CellInputs& in) {
   CellResult r(c);
-  rnnfused::RNNCellParams p;
+  rnnfused::StepFwdParams p;
   p.x = in.x.data();
   p.h = in.h.data();
   p.w_ih = in.wih.data();
@@ -335,9 +335,9 @@ CellResult run_cell(const CellCase& c, CellInputs& in) {
   p.B = c.B;
   p.I = c.I;
   p.H = c.H;
-  p.relu = c.relu;
-  rnnfused::rnn_cell_fwd_cuda(p, dt_scalar(c.dt), nullptr);
-  rnnfused::RNNCellBwdParams q;
+  p.cell.act = c.relu ? rnnfused::Act::Relu : rnnfused::Act::Tanh;
+  rnnfused::step_fwd_cuda(p, dt_scalar(c.dt), nullptr);
+  rnnfused::StepBwdParams q;
   q.grad_h_new = in.g.data();
   q.h_new = r.hnew.data();
   q.w_ih = p.w_ih;
@@ -348,8 +348,8 @@ CellResult run_cell(const CellCase& c, CellInputs& in) {
   q.B = c.B;
   q.I = c.I;
   q.H = c.H;
-  q.relu = c.relu;
-  rnnfused::rnn_cell_bwd_cuda(q, dt_scalar(c.dt), nullptr);
+  q.cell = p.cell;
+  rnnfused::step_bwd_cuda(q, dt_scalar(c.dt), nullptr);
   return r;
 }
 

@@ -1,6 +1,6 @@
 // rnnfused device code: one time step with the input product fused in (FusedRNNCell, and FusedRNN
-// where stepping beats the hoisted input GEMM), forward and backward (rnn.h: RNNCellParams,
-// RNNCellBwdParams). Weights in nn.RNNCell's layout, read as they are: no preparation.
+// where stepping beats the hoisted input GEMM), forward and backward (rnn.h: StepFwdParams,
+// StepBwdParams). Weights in nn.RNNCell's layout, read as they are: no preparation.
 //
 // Forward: h_new[b][n] = act(b_ih[n] + b_hh[n] + Σ_k x[b][k] W_ih[n][k] + Σ_k h[b][k] W_hh[n][k]).
 //   One warp per output column n (W's rows are contiguous in k): the lanes split k, each lane
