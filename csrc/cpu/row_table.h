@@ -1,25 +1,33 @@
-// rnnfused CPU: the per-row building blocks of the recurrence, one set per instruction set.
-// rnn_cpu.cpp and rnn_cpu_cell.cpp run the step loops and call these through a table
-// (RowKernels) chosen at run time (row_kernels<T>(), rnn_cpu_isa.cpp).
+// rnnfused CPU: what the row kernels take (DotArgs, PanelArgs) and the tables that hold them,
+// one set of tables per instruction set (isa.h) and dtype, chosen at run time (isa_tables<T>(),
+// rnn_cpu_isa.cpp). rnn_cpu.cpp and rnn_cpu_cell.cpp run the step loops and call the kernels
+// through these tables; the kernels themselves are in kernels/, compiled once per instruction set.
+//
+// Two kinds of table:
+//  - RowKernels<T>: the plain products, cell-free: the input projection (panel form), the
+//    backward's dh = dz W_hh (panel or broadcast form), the cell step's grad_x and grad_h
+//    (broadcast form).
+//  - CellKernels<T, C>, one per cell definition C (csrc/cells/): the forward products whose
+//    epilogue is C's pointwise forward (dot and panel forms), and C's pointwise passes over rows
+//    (the gemm path's forward epilogue, every path's dz step).
+// A step loop is a template over C, instantiated through RNNFUSED_CELL_SWITCH (csrc/cells/
+// switch.h) once per call, and looks its tables up once per call: per step it makes one call
+// through a function pointer per kernel, as it did before the cell was a parameter.
 #pragma once
-#include <algorithm>
 #include <cstdint>
 
-#include "../cells/cell.h"
+#include "../cells/switch.h"
+#include "isa.h"
 
 namespace rnnfused::cpu {
 
-using rnnfused::Act;  // csrc/cells/cell.h
-
-// The instruction sets the kernels are compiled for. Vec16 is the AVX-512 register blocking
-// (16 float / 8 double lanes, same row and column blocks) built from portable C++ on any
-// processor: tests use it to run the 16-lane blocking and tail logic where AVX-512 is missing.
-enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2, Vec16 = 3 };
-const char* isa_name(Isa isa);
+using rnnfused::Act;   // csrc/cells/cell.h
+using rnnfused::Cell;  // the runtime cell: its kind and variant (Elman: the activation)
 
 // The dot form, over weights in nn.RNN's own layout (no per-call preparation): for each of the
 // nrows rows r and each column n in [n0, n1),
-//   y_r[n] = act( init_r[n] + bias0[n] + bias1[n] + Σ_k x0_r[k] w0[n·k0 + k] + Σ_k x1_r[k] w1[n·k1 + k] )
+//   z_r[n] = init_r[n] + bias0[n] + bias1[n] + Σ_k x0_r[k] w0[n·k0 + k] + Σ_k x1_r[k] w1[n·k1 + k]
+//   y_r[n] = the cell's forward of z_r[n]
 // (each of init, bias0, bias1 may be null; k0 or k1 may be 0). w0, w1 row-major (N, k): row n of
 // W_hh (or W_ih) is contiguous, so each output is a dot product of two contiguous rows; the
 // kernel keeps a tile of rows × columns of such dot products in registers and reduces across
@@ -39,19 +47,20 @@ struct DotArgs {
   const T* const* x1 = nullptr;
   const T* w1 = nullptr;
   int64_t k1 = 0;
-  Act act = Act::None;
+  Cell cell;  // the variant the cell's epilogue reads (Elman: tanh or relu)
 };
 
-// The panel form, over weights packed once per call (pack_panels): panel j holds the kPanel
-// rows n = j·kPanel + c (c < kPanel) of a row-major (N, K) weight as WP[(j·K + k)·kPanel + c]
-// (zero for n >= N). For each of the nrows rows r and each column n in [n0, n1) (n0 a multiple
-// of kPanel),
-//   y_r[n] = act( init_r[n] + bias[n] + Σ_k x_r[k] w[n·K + k] )
+// The panel form, over weights packed once per call (panel_pack.h): panel j holds the kPanel
+// output columns (units) n = j·kPanel + c (c < kPanel) of every gate block. For each of the
+// nrows rows r and each column n in [n0, n1) (n0 a multiple of kPanel),
+//   z_r[n] = init_r[n] + bias[n] + Σ_k x_r[k] w[n·K + k]
+//   y_r[n] = z_r[n] (plain products) or the cell's forward of z_r[n] (CellKernels)
 // (init and bias may be null; init may alias y). The kernel keeps a block of rows × panels of
 // outputs in vector registers for the whole k loop (per k: one broadcast of x_r[k] per row, one
-// load per vector of the panels, rows × vectors FMAs): no lane reduction, and the activation is
-// applied in registers before the only store. Forward step: y = init = pre_t rows, x = h_{t-1}
-// rows, wp = packed W_hh; input projection: x = input rows, wp = packed W_ih, bias = b_ih + b_hh.
+// load per vector of the panels, rows × vectors FMAs): no lane reduction, and the cell's forward
+// is applied in registers before the only store. Forward step: y = init = pre_t rows,
+// x = h_{t-1} rows, wp = packed W_hh; input projection: x = input rows, wp = packed W_ih,
+// bias = b_ih + b_hh; backward: y = dh rows, x = dz_t rows, wp = W_hh packed by columns.
 constexpr int64_t kPanel = 16;
 
 template <typename T>
@@ -63,82 +72,72 @@ struct PanelArgs {
   const T* const* x = nullptr;
   const T* wp = nullptr;
   int64_t K = 0;
-  Act act = Act::None;
+  Cell cell;  // read by the cell's epilogue only
 };
 
-// Packs a row-major (N, K) weight into panels (see PanelArgs): wp holds
-// ceil(N / kPanel) · K · kPanel values.
-template <typename T>
-inline void pack_panels(T* wp, const T* w, int64_t N, int64_t K) {
-  const int64_t np = (N + kPanel - 1) / kPanel;
-  for (int64_t j = 0; j < np; ++j) {
-    T* dst = wp + j * K * kPanel;
-    for (int64_t c = 0; c < kPanel; ++c) {
-      const int64_t n = j * kPanel + c;
-      if (n < N) {
-        const T* src = w + n * K;
-        for (int64_t k = 0; k < K; ++k) dst[k * kPanel + c] = src[k];
-      } else {
-        for (int64_t k = 0; k < K; ++k) dst[k * kPanel + c] = T(0);
-      }
-    }
-  }
-}
-
-// The same panels from a row-major (K, N) matrix m whose columns are the outputs (w[n·K + k] =
-// m[k·N + n]): the backward's dh = dz W_hh reads W_hh this way. Each panel row is a contiguous
-// piece of a row of m.
-template <typename T>
-inline void pack_panels_kn(T* wp, const T* m, int64_t K, int64_t N) {
-  const int64_t np = (N + kPanel - 1) / kPanel;
-  for (int64_t j = 0; j < np; ++j) {
-    const int64_t c1 = std::min<int64_t>(kPanel, N - j * kPanel);
-    T* dst = wp + j * K * kPanel;
-    for (int64_t k = 0; k < K; ++k) {
-      const T* src = m + k * N + j * kPanel;
-      for (int64_t c = 0; c < c1; ++c) dst[k * kPanel + c] = src[c];
-      for (int64_t c = c1; c < kPanel; ++c) dst[k * kPanel + c] = T(0);
-    }
-  }
-}
-
+// The plain products of one instruction set and dtype.
 template <typename T>
 struct RowKernels {
   Isa isa;
-  // See DotArgs: columns [n0, n1) of every row.
-  void (*dot_rows)(const DotArgs<T>& a, int64_t n0, int64_t n1);
   // The broadcast form: for each of the nrows rows r and n in [n0, n1),
-  //   y_r[n] = act((accumulate ? y_r[n] : 0) + Σ_k x_r[k] · M[k·ldm + n]),  M row-major (K, ldm).
+  //   y_r[n] = (accumulate ? y_r[n] : 0) + Σ_k x_r[k] · M[k·ldm + n],  M row-major (K, ldm).
   // Backward: y = dh rows, x = dz_t rows, M = W_hh (dh = dz W_hh needs no transpose either).
   void (*vecmat_rows)(int64_t nrows, T* const* y, const T* const* x, const T* M, int64_t K,
-                      int64_t ldm, int64_t n0, int64_t n1, bool accumulate, Act act);
-  // See PanelArgs: columns [n0, n1) of every row (n0 a multiple of kPanel).
+                      int64_t ldm, int64_t n0, int64_t n1, bool accumulate);
+  // See PanelArgs: columns [n0, n1) of every row (n0 a multiple of kPanel), no epilogue.
   void (*panel_rows)(const PanelArgs<T>& a, int64_t n0, int64_t n1);
-  // y[n] = act(y[n]), n < N: the epilogue when the recurrent product came from a BLAS call.
-  void (*act_row)(T* y, int64_t N, Act act);
-  // dz[n] = (dh[n] + g[n]) · act'(h[n]), act' from the activation's output; g may be null.
-  void (*dz_row)(T* dz, const T* dh, const T* g, const T* h, int64_t N, Act act);
 };
 
-// Defined in rnn_cpu_default.cpp (Default and Vec16: any processor), rnn_cpu_avx2.cpp
-// (x86-64 with AVX2 + FMA) and rnn_cpu_avx512.cpp (x86-64 with AVX-512 F/BW/DQ/VL).
-RowKernels<float> row_kernels_default_f32();
-RowKernels<double> row_kernels_default_f64();
-RowKernels<float> row_kernels_vec16_f32();
-RowKernels<double> row_kernels_vec16_f64();
-bool have_avx2_kernels();  // compiled in (x86-64 with GCC or Clang)
-RowKernels<float> row_kernels_avx2_f32();
-RowKernels<double> row_kernels_avx2_f64();
-bool have_avx512_kernels();
-RowKernels<float> row_kernels_avx512_f32();
-RowKernels<double> row_kernels_avx512_f64();
+// The kernels of one instruction set and dtype that run cell C's pointwise definition.
+template <typename T, class C>
+struct CellKernels {
+  Isa isa;
+  // See DotArgs: columns [n0, n1) of every row, then C's forward over them.
+  void (*dot_rows)(const DotArgs<T>& a, int64_t n0, int64_t n1);
+  // See PanelArgs: columns [n0, n1) of every row, C's forward applied in registers.
+  void (*panel_rows)(const PanelArgs<T>& a, int64_t n0, int64_t n1);
+  // y[n] = C's forward of y[n], n < N: the epilogue when the recurrent product came from a
+  // BLAS call (y holds the summed pre-activation).
+  void (*fwd_row)(T* y, int64_t N, Cell cell);
+  // dz[n] = C's backward, given dL/dh = dh[n] + g[n] and the output h[n]; g may be null.
+  void (*dz_row)(T* dz, const T* dh, const T* g, const T* h, int64_t N, Cell cell);
+};
 
-// rnn_cpu_isa.cpp: the instruction set in use for this call: RNNFUSED_CPU_ISA if set
-// (default|avx2|avx512|vec16|auto; raises if the processor lacks the one named), else the best
-// the processor has (capped by ATen's own ATEN_CPU_CAPABILITY=default|avx2).
-Isa current_isa();
-bool isa_supported(Isa isa, const char** why_not = nullptr);
+// One CellKernels<T, C> for each cell C of a CellList, as base classes: a plain aggregate (no
+// constructor or accessor code that a per-instruction-set source could instantiate under its
+// target and the linker then share with the others).
+template <typename T, class List>
+struct CellTables;
+template <typename T, class... Cs>
+struct CellTables<T, CellList<Cs...>> : CellKernels<T, Cs>... {};
+
+// Every table of one instruction set and dtype: the plain one and one per cell (AllCells).
 template <typename T>
-const RowKernels<T>& row_kernels();
+struct IsaTables {
+  RowKernels<T> rows;
+  CellTables<T, AllCells> cells;
+
+  template <class C>
+  const CellKernels<T, C>& cell() const {
+    return cells;  // the base of that cell
+  }
+};
+
+// The tables of each instruction set, defined (and instantiated for float and double) in
+// rnn_cpu_default.cpp (Default and Vec16: any processor), rnn_cpu_avx2.cpp (x86-64 with AVX2 +
+// FMA) and rnn_cpu_avx512.cpp (x86-64 with AVX-512 F/BW/DQ/VL). The AVX ones raise where
+// have_avx2_kernels() / have_avx512_kernels() is false.
+template <typename T>
+IsaTables<T> tables_default();
+template <typename T>
+IsaTables<T> tables_vec16();
+template <typename T>
+IsaTables<T> tables_avx2();
+template <typename T>
+IsaTables<T> tables_avx512();
+
+// rnn_cpu_isa.cpp: the tables of current_isa(), for float and double.
+template <typename T>
+const IsaTables<T>& isa_tables();
 
 }  // namespace rnnfused::cpu
