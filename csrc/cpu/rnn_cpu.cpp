@@ -6,10 +6,9 @@
 //    packed once per call into panels of 16 units; a block of rows × panels of outputs stays in
 //    registers for the whole k loop, like an SGEMM micro-kernel, the cell's forward applied
 //    before the only store) or, for one row, the dot form over W_hh's own rows (no
-//    preparation). No allocation, no
-//    dispatcher call per step: what small shapes are bound by. Where a step is big enough, its
-//    columns are split across the intra-op threads, which stay alive for the whole sequence and
-//    meet once per step (run_steps, rnn_cpu_steps.h).
+//    preparation). No allocation, no dispatcher call per step: what small shapes are bound by.
+//    Where a step is big enough, its columns are split across the intra-op threads, which stay
+//    alive for the whole sequence and meet once per step (run_steps, rnn_cpu_steps.h).
 //  - gemm: per step, one BLAS call through ATen (out_t += h_prev · W_hhᵀ, beta = 1 onto the
 //    hoisted pre), then the cell's forward over the rows. For shapes where the product is big
 //    enough that the BLAS's blocking wins and a few µs of dispatch do not matter.
@@ -21,7 +20,7 @@
 // call through RNNFUSED_CELL_SWITCH (bottom of this file); the kernels come from the tables of
 // the instruction set in use (row_table.h), looked up once per call. The loops are written for
 // cells with one gate block and no second state (C::kGates == 1, !C::kHasC; static_assert in
-// seq_fwd / seq_bwd): with G gates the hoisted pre-activations are (T, B, G·H) apart from the
+// fwd_impl / bwd_impl): with G gates the hoisted pre-activations are (T, B, G·H) apart from the
 // outputs (T, B, H), the panel form packs W_hh with pack_panels(..., G) (panel_pack.h), dz rows
 // are G·H wide and the backward's dh = dz W_hh sums over K = G·H; a second state adds its
 // running buffer beside h's.
