@@ -19,8 +19,12 @@
 #pragma once
 #include <cstdint>
 
+// Always inlined, as __forceinline__ under nvcc: a kernel calls these on values still in its
+// registers (GCC would otherwise keep the float32 tanh's body out of line in some kernels).
 #if defined(__CUDACC__)
 #define RNNF_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__) || defined(__clang__)
+#define RNNF_HD inline __attribute__((always_inline))
 #else
 #define RNNF_HD inline
 #endif

@@ -1,40 +1,46 @@
 // rnnfused CPU recurrence: the step loops of the forward and backward passes.
 //
 // Two paths, same arithmetic contract (see rnn.h):
-//  - fused: per step, one pass computes act(pre + h_prev · W_hhᵀ) with the accumulators in
-//    registers (rnn_cpu_kernel.h), straight into the output: in the panel form (W_hh packed once
-//    per call into panels of 16 columns; a block of rows × panels of outputs stays in registers
-//    for the whole k loop, like an SGEMM micro-kernel, activation applied before the only store)
-//    or, for one row, the dot form over W_hh's own rows (no preparation). No allocation, no
-//    dispatcher call per step: what small shapes are bound by. Where a step is big enough, its
-//    columns are split across the intra-op threads, which stay alive for the whole sequence and
-//    meet once per step (run_steps, rnn_cpu_steps.h).
+//  - fused: per step, one pass computes the cell's forward of pre + h_prev · W_hhᵀ with the
+//    accumulators in registers (kernels/), straight into the output: in the panel form (W_hh
+//    packed once per call into panels of 16 units; a block of rows × panels of outputs stays in
+//    registers for the whole k loop, like an SGEMM micro-kernel, the cell's forward applied
+//    before the only store) or, for one row, the dot form over W_hh's own rows (no
+//    preparation). No allocation, no dispatcher call per step: what small shapes are bound by.
+//    Where a step is big enough, its columns are split across the intra-op threads, which stay
+//    alive for the whole sequence and meet once per step (run_steps, rnn_cpu_steps.h).
 //  - gemm: per step, one BLAS call through ATen (out_t += h_prev · W_hhᵀ, beta = 1 onto the
-//    hoisted pre), then the activation over the rows. For shapes where the product is big
+//    hoisted pre), then the cell's forward over the rows. For shapes where the product is big
 //    enough that the BLAS's blocking wins and a few µs of dispatch do not matter.
-// RNNFUSED_CPU_KERNEL=fused|gemm|auto forces one (tests run both on the same inputs); auto asks
-// choose_path (bottom of this file), which times both on this processor the first time it
-// meets a shape whose best path is not clear from its size alone.
+// policy::cpu_seq_path (csrc/policy.cpp) chooses; RNNFUSED_CPU_KERNEL=fused|gemm|auto forces one
+// (tests run both on the same inputs); auto times both on this processor (fused_is_faster, below)
+// the first time it meets a shape whose best path is not clear from its size alone.
+//
+// Every step loop is a template over the cell's definition C (csrc/cells/), entered once per
+// call through RNNFUSED_CELL_SWITCH (bottom of this file); the kernels come from the tables of
+// the instruction set in use (row_table.h), looked up once per call. The loops are written for
+// cells with one gate block and no second state (C::kGates == 1, !C::kHasC; static_assert in
+// fwd_impl / bwd_impl): with G gates the hoisted pre-activations are (T, B, G·H) apart from the
+// outputs (T, B, H), the panel form packs W_hh with pack_panels(..., G) (panel_pack.h), dz rows
+// are G·H wide and the backward's dh = dz W_hh sums over K = G·H; a second state adds its
+// running buffer beside h's.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
+#include <cmath>
 #include <cstring>
-#include <map>
-#include <mutex>
-#include <string>
 #include <tuple>
 #include <vector>
 
-#include "rnn_cpu.h"
+#include "../cells/switch.h"
 #include "../policy.h"
-#include "rnn_cpu_rows.h"
+#include "panel_pack.h"
+#include "rnn_cpu.h"
 #include "rnn_cpu_steps.h"
-
-#include <cmath>
+#include "row_table.h"
 
 namespace rnnfused {
 namespace cpu {
@@ -87,21 +93,21 @@ int64_t elementwise_grain(int64_t H) {
   return std::max<int64_t>(1, ((int64_t(1) << 15) + H - 1) / H);
 }
 
-template <typename T>
-void fwd_fused(const SeqFwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
+template <typename T, class C>
+void fwd_fused(const SeqFwdParams& p, const IsaTables<T>& t, int64_t nshares, bool panel) {
+  const CellKernels<T, C>& k = t.template cell<C>();
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
   const T* W = static_cast<const T*>(p.w_hh);
   const Lengths L(p.lengths, B, T_);
-  const Act act = p.cell.act;
   // Row pointers of each share (rows that are active at the step), refilled every step.
   std::vector<T*> ys(static_cast<size_t>(nshares * B));
   std::vector<const T*> xs(static_cast<size_t>(nshares * B));
   std::vector<T> wp;
   if (panel) {
-    wp.resize(static_cast<size_t>((H + kPanel - 1) / kPanel * kPanel * H));
-    pack_panels(wp.data(), W, H, H);
+    wp.resize(static_cast<size_t>((H + kPanel - 1) / kPanel * kPanel * H * C::kGates));
+    pack_panels(wp.data(), W, H, H, C::kGates);
   }
   run_steps(T_, nshares, [&](int64_t s, int64_t share) {
     const int64_t t = p.reverse ? T_ - 1 - s : s;
@@ -125,7 +131,7 @@ void fwd_fused(const SeqFwdParams& p, const RowKernels<T>& k, int64_t nshares, b
       a.x = x;
       a.wp = wp.data();
       a.K = H;
-      a.act = act;
+      a.cell = p.cell;
       k.panel_rows(a, n0, n1);
       return;
     }
@@ -136,19 +142,19 @@ void fwd_fused(const SeqFwdParams& p, const RowKernels<T>& k, int64_t nshares, b
     a.x0 = x;
     a.w0 = W;
     a.k0 = H;
-    a.act = act;
+    a.cell = p.cell;
     k.dot_rows(a, n0, n1);
   });
 }
 
-template <typename T>
-void fwd_gemm(const SeqFwdParams& p, const RowKernels<T>& k) {
+template <typename T, class C>
+void fwd_gemm(const SeqFwdParams& p, const IsaTables<T>& t) {
+  const CellKernels<T, C>& k = t.template cell<C>();
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
   const T* W = static_cast<const T*>(p.w_hh);
   const Lengths L(p.lengths, B, T_);
-  const Act act = p.cell.act;
   auto step_of = [&](int64_t s) { return p.reverse ? T_ - 1 - s : s; };
   // State buffer only where rows may start at different steps (masked); else read h_prev from
   // the previous step's output in place.
@@ -163,13 +169,13 @@ void fwd_gemm(const SeqFwdParams& p, const RowKernels<T>& k) {
     gemm<T>(cur, prev, W, m, H, H, /*trans_b=*/true, /*accumulate=*/true);
     auto rows = [&](int64_t b0, int64_t b1) {
       if (!L.masked()) {  // contiguous rows: one pass
-        k.act_row(cur + b0 * H, (b1 - b0) * H, act);
+        k.fwd_row(cur + b0 * H, (b1 - b0) * H, p.cell);
         return;
       }
       for (int64_t b = b0; b < b1; ++b) {
         T* y = cur + b * H;
         if (!L.active(b, t)) { std::fill(y, y + H, T(0)); continue; }
-        k.act_row(y, H, act);
+        k.fwd_row(y, H, p.cell);
         std::memcpy(state + b * H, y, sizeof(T) * H);
       }
     };
@@ -178,17 +184,22 @@ void fwd_gemm(const SeqFwdParams& p, const RowKernels<T>& k) {
   }
 }
 
-template <typename T>
+// The loops below are written for G = 1 and no second state (header comment).
+template <class C>
+constexpr bool kOneGateNoC = C::kGates == 1 && !C::kHasC;
+
+template <typename T, class C>
 void fwd_impl(const SeqFwdParams& p, const policy::CpuSeqPath& c) {
+  static_assert(kOneGateNoC<C>, "the CPU recurrence runs one-gate cells without c (see the top)");
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* out = static_cast<T*>(p.out);
   const T* h0 = static_cast<const T*>(p.h0);
   T* hn = static_cast<T*>(p.hn);
   const Lengths L(p.lengths, B, T_);
-  const RowKernels<T>& k = row_kernels<T>();
+  const IsaTables<T>& t = isa_tables<T>();
   if (T_ > 0 && B > 0) {
-    if (c.fused) fwd_fused<T>(p, k, c.shares, c.panel);
-    else fwd_gemm<T>(p, k);
+    if (c.fused) fwd_fused<T, C>(p, t, c.shares, c.panel);
+    else fwd_gemm<T, C>(p, t);
   }
   // h_n: the output of each item's last active step, h0 if it has none.
   for (int64_t b = 0; b < B; ++b) {
@@ -201,8 +212,10 @@ void fwd_impl(const SeqFwdParams& p, const policy::CpuSeqPath& c) {
 // Backward, fused path. Work item s (0..T) of a share (its columns C): first dh[:, C] =
 // dz_{s-1} W_hh[:, C] for the rows active at step s-1 (needs every column of dz_{s-1}: the
 // previous item of every share), then dz_s[:, C] from dh[:, C]. One meeting per step.
-template <typename T>
-void bwd_fused(const SeqBwdParams& p, const RowKernels<T>& k, int64_t nshares, bool panel) {
+template <typename T, class C>
+void bwd_fused(const SeqBwdParams& p, const IsaTables<T>& t, int64_t nshares, bool panel) {
+  const RowKernels<T>& plain = t.rows;
+  const CellKernels<T, C>& k = t.template cell<C>();
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   const T* g = static_cast<const T*>(p.grad_out);
   const T* out = static_cast<const T*>(p.out);
@@ -211,7 +224,6 @@ void bwd_fused(const SeqBwdParams& p, const RowKernels<T>& k, int64_t nshares, b
   T* dz_first = static_cast<T*>(p.dz_first);
   T* dh = static_cast<T*>(p.state);  // (B, H): the running dL/dh
   const Lengths L(p.lengths, B, T_);
-  const Act act = p.cell.act;
   auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
   std::vector<T*> ys(static_cast<size_t>(nshares * B));
   std::vector<const T*> xs(static_cast<size_t>(nshares * B));
@@ -239,9 +251,9 @@ void bwd_fused(const SeqBwdParams& p, const RowKernels<T>& k, int64_t nshares, b
         a.x = x;
         a.wp = wp.data();
         a.K = H;
-        k.panel_rows(a, n0, n1);
+        plain.panel_rows(a, n0, n1);
       } else {
-        k.vecmat_rows(n, y, x, W, H, H, n0, n1, /*accumulate=*/false, Act::None);
+        plain.vecmat_rows(n, y, x, W, H, H, n0, n1, /*accumulate=*/false);
       }
     }
     if (s < T_) {
@@ -250,7 +262,7 @@ void bwd_fused(const SeqBwdParams& p, const RowKernels<T>& k, int64_t nshares, b
         T* dzr = dz + t * BH + b * H;
         if (!L.active(b, t)) { std::fill(dzr + n0, dzr + n1, T(0)); continue; }
         k.dz_row(dzr + n0, dh + b * H + n0, g ? g + t * BH + b * H + n0 : nullptr,
-                 out + t * BH + b * H + n0, n1 - n0, act);
+                 out + t * BH + b * H + n0, n1 - n0, p.cell);
         if (t == L.first_step(b, p.reverse))
           std::memcpy(dz_first + b * H + n0, dzr + n0, sizeof(T) * (n1 - n0));
       }
@@ -258,8 +270,9 @@ void bwd_fused(const SeqBwdParams& p, const RowKernels<T>& k, int64_t nshares, b
   });
 }
 
-template <typename T>
-void bwd_gemm(const SeqBwdParams& p, const RowKernels<T>& k) {
+template <typename T, class C>
+void bwd_gemm(const SeqBwdParams& p, const IsaTables<T>& t) {
+  const CellKernels<T, C>& k = t.template cell<C>();
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   const T* g = static_cast<const T*>(p.grad_out);
   const T* out = static_cast<const T*>(p.out);
@@ -269,7 +282,6 @@ void bwd_gemm(const SeqBwdParams& p, const RowKernels<T>& k) {
   T* dh = static_cast<T*>(p.state);  // (B, H): the running dL/dh
   T* tmp = dh + BH;                  // (B, H): scratch for the masked case
   const Lengths L(p.lengths, B, T_);
-  const Act act = p.cell.act;
   auto step_of = [&](int64_t s) { return p.reverse ? s : T_ - 1 - s; };
   const int64_t grain = elementwise_grain(H);
   for (int64_t s = 0; s < T_; ++s) {
@@ -281,7 +293,7 @@ void bwd_gemm(const SeqBwdParams& p, const RowKernels<T>& k) {
       for (int64_t b = b0; b < b1; ++b) {
         T* dzr = dzt + b * H;
         if (!L.active(b, t)) { std::fill(dzr, dzr + H, T(0)); continue; }
-        k.dz_row(dzr, dh + b * H, gt ? gt + b * H : nullptr, ot + b * H, H, act);
+        k.dz_row(dzr, dh + b * H, gt ? gt + b * H : nullptr, ot + b * H, H, p.cell);
         if (t == L.first_step(b, p.reverse)) std::memcpy(dz_first + b * H, dzr, sizeof(T) * H);
       }
     };
@@ -298,18 +310,19 @@ void bwd_gemm(const SeqBwdParams& p, const RowKernels<T>& k) {
   }
 }
 
-template <typename T>
+template <typename T, class C>
 void bwd_impl(const SeqBwdParams& p, const policy::CpuSeqPath& c) {
+  static_assert(kOneGateNoC<C>, "the CPU recurrence runs one-gate cells without c (see the top)");
   const int64_t T_ = p.T, B = p.B, H = p.H, BH = B * H;
   T* dz_first = static_cast<T*>(p.dz_first);
   T* dh = static_cast<T*>(p.state);
-  const RowKernels<T>& k = row_kernels<T>();
+  const IsaTables<T>& t = isa_tables<T>();
   if (p.grad_hn) std::memcpy(dh, p.grad_hn, sizeof(T) * BH);
   else std::fill(dh, dh + BH, T(0));
   std::fill(dz_first, dz_first + BH, T(0));
   if (T_ > 0 && B > 0) {
-    if (c.fused) bwd_fused<T>(p, k, c.shares, c.panel);
-    else bwd_gemm<T>(p, k);
+    if (c.fused) bwd_fused<T, C>(p, t, c.shares, c.panel);
+    else bwd_gemm<T, C>(p, t);
   }
   std::memcpy(p.grad_h0, dh, sizeof(T) * BH);
 }
@@ -317,10 +330,11 @@ void bwd_impl(const SeqBwdParams& p, const policy::CpuSeqPath& c) {
 // ---------------------------------------------------------------------------------------------
 // Timing the two paths for policy::cpu_seq_path (csrc/policy.cpp).
 
-// Times the two paths of one direction on scratch data of shape (B, H); true if fused wins.
-template <typename T>
+// Times the two paths of one direction of cell C on scratch data of shape (B, H); true if fused
+// wins.
+template <typename T, class C>
 bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares, bool panel) {
-  const RowKernels<T>& k = row_kernels<T>();
+  const IsaTables<T>& k = isa_tables<T>();
   // Enough steps for about 2^23 multiply-adds per timed run (a few ms over all runs).
   const int64_t S = std::clamp<int64_t>((int64_t(1) << 23) / (B * H * H), 2, 64);
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
@@ -349,12 +363,12 @@ bool fused_is_faster(int64_t B, int64_t H, bool backward, int64_t shares, bool p
     const auto t0 = std::chrono::steady_clock::now();
     if (backward) {
       state.zero_();
-      if (fused) bwd_fused<T>(bp, k, shares, panel);
-      else bwd_gemm<T>(bp, k);
+      if (fused) bwd_fused<T, C>(bp, k, shares, panel);
+      else bwd_gemm<T, C>(bp, k);
     } else {
       out.copy_(pre);
-      if (fused) fwd_fused<T>(fp, k, shares, panel);
-      else fwd_gemm<T>(fp, k);
+      if (fused) fwd_fused<T, C>(fp, k, shares, panel);
+      else fwd_gemm<T, C>(fp, k);
     }
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
@@ -375,7 +389,7 @@ template <typename T>
 void input_proj(const T* x, const T* w_ih, const T* b_ih, const T* b_hh, T* out, int64_t rows,
                 int64_t I, int64_t H) {
   if (rows <= 0 || H <= 0) return;
-  const RowKernels<T>& k = row_kernels<T>();
+  const RowKernels<T>& k = isa_tables<T>().rows;
   std::vector<T> wp(static_cast<size_t>((H + kPanel - 1) / kPanel * kPanel * I));
   pack_panels(wp.data(), w_ih, H, I);
   std::vector<T> bias;
@@ -451,21 +465,29 @@ void input_proj_cpu(const void* x, const void* w_ih, const void* b_ih, const voi
   })
 }
 
+// Times the default cell (Cell{}: Elman, tanh), as the policy's cache does not key on the cell;
+// a cell whose epilogue changes the balance would pass its Cell here and into that key.
 bool cpu_fused_beats_gemm(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, int64_t shares,
                           bool panel) {
-  return dtype == c10::ScalarType::Double ? cpu::fused_is_faster<double>(B, H, backward, shares, panel)
-                                          : cpu::fused_is_faster<float>(B, H, backward, shares, panel);
+  const Cell cell{};
+  return RNNFUSED_CELL_SWITCH(cell.kind, C, [&] {
+    return dtype == c10::ScalarType::Double
+               ? cpu::fused_is_faster<double, C>(B, H, backward, shares, panel)
+               : cpu::fused_is_faster<float, C>(B, H, backward, shares, panel);
+  });
 }
 
 const char* cpu_isa_name() { return cpu::isa_name(cpu::current_isa()); }
 int cpu_isa_id() { return static_cast<int>(cpu::current_isa()); }
 
 void seq_fwd_cpu(const SeqFwdParams& p, c10::ScalarType dtype, const policy::CpuSeqPath& path) {
-  RNNFUSED_CPU_DTYPE_SWITCH(dtype, T, cpu::fwd_impl<T>(p, path))
+  RNNFUSED_CPU_DTYPE_SWITCH(dtype, T,
+                            RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] { cpu::fwd_impl<T, C>(p, path); }))
 }
 
 void seq_bwd_cpu(const SeqBwdParams& p, c10::ScalarType dtype, const policy::CpuSeqPath& path) {
-  RNNFUSED_CPU_DTYPE_SWITCH(dtype, T, cpu::bwd_impl<T>(p, path))
+  RNNFUSED_CPU_DTYPE_SWITCH(dtype, T,
+                            RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] { cpu::bwd_impl<T, C>(p, path); }))
 }
 
 }  // namespace rnnfused

@@ -1,5 +1,6 @@
 // The CPU row kernels compiled for AVX2 + FMA (ATen's Vectorized<T> then uses 256-bit
-// intrinsics and Sleef). rnn_cpu_isa.cpp calls them only where the processor has both.
+// intrinsics and Sleef): their tables (row_table.h). rnn_cpu_isa.cpp uses them only where the
+// processor has both.
 // The target pragma comes before any include so every function in this file, inline ones from
 // headers included, is compiled for the same target.
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -22,11 +23,11 @@
 #endif
 #define CPU_CAPABILITY AVX2
 #define CPU_CAPABILITY_AVX2
-#include "rnn_cpu_kernel.h"
+#include "kernels/make_tables.h"
 #else
 #include <c10/util/Exception.h>
 
-#include "rnn_cpu_rows.h"
+#include "row_table.h"
 #endif
 
 namespace rnnfused::cpu {
@@ -34,17 +35,19 @@ namespace rnnfused::cpu {
 // 16 vector registers: dot-form tiles of 3 rows × 4 columns (12 accumulators + 3 row vectors),
 // broadcast form with 8 accumulators.
 bool have_avx2_kernels() { return true; }
-RowKernels<float> row_kernels_avx2_f32() {
-  return make_row_kernels<Vectorized<float>, 3, 8, 16>(Isa::Avx2);
-}
-RowKernels<double> row_kernels_avx2_f64() {
-  return make_row_kernels<Vectorized<double>, 3, 8, 16>(Isa::Avx2);
+template <typename T>
+IsaTables<T> tables_avx2() {
+  return make_tables<Vectorized<T>, Blocking<3, 8, 16>>(Isa::Avx2);
 }
 #else
 bool have_avx2_kernels() { return false; }
-RowKernels<float> row_kernels_avx2_f32() { TORCH_CHECK(false, "rnnfused: no AVX2 kernels"); }
-RowKernels<double> row_kernels_avx2_f64() { TORCH_CHECK(false, "rnnfused: no AVX2 kernels"); }
+template <typename T>
+IsaTables<T> tables_avx2() {
+  TORCH_CHECK(false, "rnnfused: no AVX2 kernels");
+}
 #endif
+template IsaTables<float> tables_avx2<float>();
+template IsaTables<double> tables_avx2<double>();
 }  // namespace rnnfused::cpu
 
 #if defined(RNNFUSED_AVX2) && defined(__clang__)

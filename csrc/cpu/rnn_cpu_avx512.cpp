@@ -1,6 +1,7 @@
 // The CPU row kernels compiled for AVX-512 (F, BW, DQ, VL: what ATen's own AVX512 capability
-// requires; ATen's Vectorized<T> then uses 512-bit intrinsics and Sleef). rnn_cpu_isa.cpp calls
-// them only where the processor has all four (and the OS saves the registers).
+// requires; ATen's Vectorized<T> then uses 512-bit intrinsics and Sleef): their tables
+// (row_table.h). rnn_cpu_isa.cpp uses them only where the processor has all four (and the OS
+// saves the registers).
 // The target pragma comes before any include so every function in this file, inline ones from
 // headers included, is compiled for the same target.
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -38,11 +39,11 @@
 #endif
 #define CPU_CAPABILITY AVX512
 #define CPU_CAPABILITY_AVX512
-#include "rnn_cpu_kernel.h"
+#include "kernels/make_tables.h"
 #else
 #include <c10/util/Exception.h>
 
-#include "rnn_cpu_rows.h"
+#include "row_table.h"
 #endif
 
 namespace rnnfused::cpu {
@@ -50,17 +51,19 @@ namespace rnnfused::cpu {
 // 32 vector registers: dot-form tiles of 4 rows × 4 columns (16 accumulators + 4 row vectors),
 // broadcast form with 16 accumulators. The same blocking, built portably, is Isa::Vec16.
 bool have_avx512_kernels() { return true; }
-RowKernels<float> row_kernels_avx512_f32() {
-  return make_row_kernels<Vectorized<float>, 4, 16, 32>(Isa::Avx512);
-}
-RowKernels<double> row_kernels_avx512_f64() {
-  return make_row_kernels<Vectorized<double>, 4, 16, 32>(Isa::Avx512);
+template <typename T>
+IsaTables<T> tables_avx512() {
+  return make_tables<Vectorized<T>, Blocking<4, 16, 32>>(Isa::Avx512);
 }
 #else
 bool have_avx512_kernels() { return false; }
-RowKernels<float> row_kernels_avx512_f32() { TORCH_CHECK(false, "rnnfused: no AVX-512 kernels"); }
-RowKernels<double> row_kernels_avx512_f64() { TORCH_CHECK(false, "rnnfused: no AVX-512 kernels"); }
+template <typename T>
+IsaTables<T> tables_avx512() {
+  TORCH_CHECK(false, "rnnfused: no AVX-512 kernels");
+}
 #endif
+template IsaTables<float> tables_avx512<float>();
+template IsaTables<double> tables_avx512<double>();
 }  // namespace rnnfused::cpu
 
 #if defined(RNNFUSED_AVX512) && defined(__clang__)

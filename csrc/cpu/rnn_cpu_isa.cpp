@@ -1,5 +1,5 @@
 // rnnfused CPU: which instruction set's row kernels run (ATen's scheme: one source compiled per
-// instruction set, one chosen at run time).
+// instruction set, one chosen at run time), and its tables (row_table.h).
 //
 //   RNNFUSED_CPU_ISA=auto|default|avx2|avx512|vec16   (csrc/switches.h; unset = auto)
 //   auto: the best the processor has: avx512 (F, BW, DQ, VL, as ATen requires) > avx2 (+FMA) >
@@ -13,7 +13,8 @@
 #include <string>
 
 #include "../switches.h"
-#include "rnn_cpu_rows.h"
+#include "isa.h"
+#include "row_table.h"
 
 namespace rnnfused::cpu {
 namespace {
@@ -94,24 +95,30 @@ Isa current_isa() {
   return isa;
 }
 
+namespace {
+
+// The tables of every instruction set, indexed by Isa (built once; the AVX ones only where this
+// build has them, the baseline ones standing in otherwise, never called there).
+template <typename T>
+const IsaTables<T>& tables_of(Isa isa) {
+  static const IsaTables<T> t[kNumIsas] = {
+      tables_default<T>(),
+      have_avx2_kernels() ? tables_avx2<T>() : tables_default<T>(),
+      have_avx512_kernels() ? tables_avx512<T>() : tables_default<T>(),
+      tables_vec16<T>()};
+  return t[static_cast<int>(isa)];
+}
+
+}  // namespace
+
 template <>
-const RowKernels<float>& row_kernels<float>() {
-  static const RowKernels<float> k[4] = {
-      row_kernels_default_f32(),
-      have_avx2_kernels() ? row_kernels_avx2_f32() : row_kernels_default_f32(),
-      have_avx512_kernels() ? row_kernels_avx512_f32() : row_kernels_default_f32(),
-      row_kernels_vec16_f32()};
-  return k[static_cast<int>(current_isa())];
+const IsaTables<float>& isa_tables<float>() {
+  return tables_of<float>(current_isa());
 }
 
 template <>
-const RowKernels<double>& row_kernels<double>() {
-  static const RowKernels<double> k[4] = {
-      row_kernels_default_f64(),
-      have_avx2_kernels() ? row_kernels_avx2_f64() : row_kernels_default_f64(),
-      have_avx512_kernels() ? row_kernels_avx512_f64() : row_kernels_default_f64(),
-      row_kernels_vec16_f64()};
-  return k[static_cast<int>(current_isa())];
+const IsaTables<double>& isa_tables<double>() {
+  return tables_of<double>(current_isa());
 }
 
 }  // namespace rnnfused::cpu
