@@ -1,5 +1,7 @@
 // rnnfused device code: the persistent kernel (one launch for all T steps, W_hh resident in shared
 // memory), forward and backward, with its warp reduction and the per-step barrier of a CTA group.
+// The cell (csrc/cells/) is a template parameter: the forward epilogue is Cell::forward of the
+// summed pre-activation, the backward's vector operand is dz = Cell::backward of dh + g_t.
 #pragma once
 
 #include "common.cuh"
@@ -68,7 +70,7 @@ __device__ __forceinline__ void group_barrier(unsigned* counter, unsigned target
   __syncthreads();
 }
 
-template <typename T, bool BWD>
+template <typename T, typename Cell, bool BWD>
 __global__ void __launch_bounds__(PersistThreads<acc_t<T>>::value, 1) persist_kernel(Args<T> a) {
   using A = acc_t<T>;
   constexpr int NT = PersistThreads<A>::value, NW = NT / 32;
@@ -145,7 +147,7 @@ __global__ void __launch_bounds__(PersistThreads<acc_t<T>>::value, 1) persist_ke
             if (t < len) {
               const A dh = s == 0 ? (a.vec0 ? to_acc(a.vec0[idx]) : A(0)) : ld_state(scur + idx);
               const A gg = a.gout ? to_acc(a.gout[tBH + idx]) : A(0);
-              v = (dh + gg) * dact(to_acc(a.out[tBH + idx]), a.relu);
+              v = Cell::template backward<DeviceMath>(dh + gg, to_acc(a.out[tBH + idx]), a.act);
             }
             if (k >= row0 && k < row0 + Rc) {
               a.dz[tBH + idx] = Cvt<T>::from(v);
@@ -214,7 +216,7 @@ __global__ void __launch_bounds__(PersistThreads<acc_t<T>>::value, 1) persist_ke
         A v;
         if (!BWD) {
           if (active) {
-            v = act(ev + dot, a.relu);
+            v = Cell::template forward<DeviceMath>(ev + dot, a.act);
             a.out[tBH + idx] = Cvt<T>::from(v);
           } else {
             v = vs[(size_t)bl * Hp + j];

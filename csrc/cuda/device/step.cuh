@@ -13,6 +13,8 @@ namespace cuda_detail {
 //    backward: Aop = dz_t    (B x H), Bop[k][n] = W[k][n]     -> dh_{t-1}
 // Grid: x = batch tiles (BM), y = column tiles (BN); 256 threads; thread (tx, ty) owns outputs
 // (ty + i*NTY, tx + j*NTX), i < TM, j < TN (interleaved: conflict-free shared-memory reads).
+// The cell (csrc/cells/) is a template parameter: the forward epilogue is Cell::forward of the
+// summed pre-activation, the backward's A tile is dz = Cell::backward of dh + g_t.
 
 template <int BM_, int BN_, int TM_, int TN_>
 struct StepCfg {
@@ -23,7 +25,7 @@ struct StepCfg {
 using StepSmall = StepCfg<8, 64, 1, 2>;   // B <= 32
 using StepLarge = StepCfg<64, 64, 4, 4>;  // B > 32
 
-template <typename T, bool BWD, typename Cfg>
+template <typename T, typename Cell, bool BWD, typename Cfg>
 __global__ void __launch_bounds__(256, 1) step_kernel(Args<T> a) {
   using A = acc_t<T>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, TM = Cfg::TM, TN = Cfg::TN, BK = Cfg::BK;
@@ -66,7 +68,7 @@ __global__ void __launch_bounds__(256, 1) step_kernel(Args<T> a) {
           if (t < len) {
             const A dh = s == 0 ? (a.vec0 ? to_acc(a.vec0[idx]) : A(0)) : scur[idx];
             const A g = a.gout ? to_acc(a.gout[tBH + idx]) : A(0);
-            v = (dh + g) * dact(to_acc(a.out[tBH + idx]), a.relu);
+            v = Cell::template backward<DeviceMath>(dh + g, to_acc(a.out[tBH + idx]), a.act);
           }
           if (blockIdx.y == 0) {  // one column tile stores dz (it sees every k of its rows)
             a.dz[tBH + idx] = Cvt<T>::from(v);
@@ -132,7 +134,7 @@ __global__ void __launch_bounds__(256, 1) step_kernel(Args<T> a) {
       A v;
       if (!BWD) {
         if (active) {
-          v = act(to_acc(a.out[tBH + idx]) + acc[i][j], a.relu);
+          v = Cell::template forward<DeviceMath>(to_acc(a.out[tBH + idx]) + acc[i][j], a.act);
           a.out[tBH + idx] = Cvt<T>::from(v);
         } else {
           v = s == 0 ? to_acc(a.vec0[idx]) : scur[idx];
