@@ -12,6 +12,22 @@
 //   c; else W_hh's column c - I; consecutive threads read consecutive columns of a row of W:
 //   coalesced), for kCellRows batch rows at a time; dz formed on the fly from g and h_new (the
 //   same address across a warp: one broadcast load). Block 0 also stores dz.
+//
+// Cells with NG = Cell::kGates > 1 gate blocks (W_ih (NG·H, I), W_hh (NG·H, H), biases (NG·H),
+// gate blocks in PyTorch's order) or a second state (Cell::kHasC) are refused by a
+// static_assert; they plug in thus:
+//  - forward: the warp of unit n owns its NG gate rows gate·H + n of W_ih and W_hh: per k it
+//    loads NG weights and keeps acc[NG][kCellRows] (each x / h element loaded once feeds NG
+//    products), reduces the NG·kCellRows sums, and lane 0 passes the unit's NG gate sums (GRU:
+//    the n gate's input and recurrent parts apart, b_hn with the recurrent one) and, for LSTM,
+//    c[b][n] to the cell's forward, writing h_new (and c_new). Grid and warp mapping unchanged:
+//    one warp per unit.
+//  - backward: dz is (B, NG·H) and each of its elements needs the whole unit (all gate values,
+//    c, the second state's gradient), which the forward then saves; dz can no longer be formed
+//    on the fly per element. A first pass writes dz (today block 0's loop, over B·H units,
+//    writing NG elements each; a separate launch, since the other blocks read it), then the
+//    products run n over the NG·H rows of W reading dz: grad_x[b][c] = Σ_{n < NG·H} dz[b][n]
+//    W_ih[n][c], grad_h likewise. Output columns and grid are unchanged (I + H).
 #pragma once
 
 #include "common.cuh"
@@ -26,8 +42,8 @@ template <typename T>
 struct CellArgs {
   const T* x = nullptr;        // (B, I)
   const T* h = nullptr;        // (B, H)
-  const T* w_ih = nullptr;     // (H, I)
-  const T* w_hh = nullptr;     // (H, H)
+  const T* w_ih = nullptr;     // (H, I)   (NG·H rows for a cell with NG gate blocks)
+  const T* w_hh = nullptr;     // (H, H)   (likewise)
   const T* b_ih = nullptr;     // (H) or nullptr
   const T* b_hh = nullptr;     // (H) or nullptr
   T* h_new = nullptr;          // (B, H)   forward: written; backward: read
@@ -48,6 +64,8 @@ __device__ __forceinline__ A warp_sum(A v) {
 
 template <typename T, typename Cell>
 __global__ void __launch_bounds__(kCellThreads) cell_fwd_kernel(CellArgs<T> a) {
+  static_assert(Cell::kGates == 1 && !Cell::kHasC,
+                "cell_fwd_kernel: cells with gates or a second state plug in as this file's header says");
   using A = acc_t<T>;
   const int lane = threadIdx.x & 31;
   const int64_t n = (int64_t)blockIdx.x * (kCellThreads / 32) + (threadIdx.x >> 5);
@@ -86,6 +104,8 @@ __global__ void __launch_bounds__(kCellThreads) cell_fwd_kernel(CellArgs<T> a) {
 
 template <typename T, typename Cell>
 __global__ void __launch_bounds__(kCellThreads) cell_bwd_kernel(CellArgs<T> a) {
+  static_assert(Cell::kGates == 1 && !Cell::kHasC,
+                "cell_bwd_kernel: cells with gates or a second state plug in as this file's header says");
   using A = acc_t<T>;
   const int64_t B = a.B, I = a.I, H = a.H;
   if (blockIdx.x == 0) {  // dz itself

@@ -111,7 +111,7 @@ template <typename T>
 struct Args {
   using A = acc_t<T>;
   T* out = nullptr;            // forward: (T,B,H) pre in, h out. backward: forward output (read).
-  const T* w = nullptr;        // (H,H) row-major W_hh
+  const T* w = nullptr;        // (H,H) row-major W_hh (kGates·H rows for a cell with gates)
   const T* vec0 = nullptr;     // forward: h0. backward: grad_hn (nullptr = zeros)
   const T* gout = nullptr;     // backward: grad_out (nullptr = zeros)
   T* dz = nullptr;             // backward: (T,B,H)

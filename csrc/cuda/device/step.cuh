@@ -15,6 +15,26 @@ namespace cuda_detail {
 // (ty + i*NTY, tx + j*NTX), i < TM, j < TN (interleaved: conflict-free shared-memory reads).
 // The cell (csrc/cells/) is a template parameter: the forward epilogue is Cell::forward of the
 // summed pre-activation, the backward's A tile is dz = Cell::backward of dh + g_t.
+//
+// Cells with NG = Cell::kGates > 1 gate blocks (W_hh is (NG·H, H), gate blocks in PyTorch's
+// order) or a second state (Cell::kHasC) are refused by a static_assert; they plug in thus:
+//  - forward: the GEMM's columns are the NG·H rows of W_hh, and a thread must hold all NG gate
+//    columns of a unit when its epilogue runs. A column tile covers BN / NG units, NG gates each,
+//    unit-major: local column c is gate c % NG of unit n0 + c / NG (n0 = blockIdx.y · BN / NG;
+//    grid y = ceil(H / (BN / NG))), so Bs[kk][c] = W[(c % NG)·H + n0 + c / NG][k0 + kk]. Thread
+//    (tx, ty) owns units n0 + tx + jj·NTX (jj < TN / NG) and reads its columns
+//    (tx + jj·NTX)·NG + gate, acc[i][jj·NG + gate]; at NG = 1 all of this is the mapping above.
+//    (Those reads are NG apart across a warp: NG-way bank conflicts unless Bs's rows are
+//    stored gate-major, c' = (c % NG)·(BN / NG) + c / NG, which keeps the same ownership.)
+//    The epilogue takes the unit's NG sums plus the hoisted input projection, which is then a
+//    separate (T, B, NG·H) operand rather than `out` itself (pre is computed in place only
+//    because Elman has one gate block), and writes h (and c, to a second state workspace and to
+//    the saved c_t the backward reads).
+//  - backward: K runs over the NG·H rows of W_hh (k0 < NG·H, Bs[kk][n] = W[k0 + kk][n0 + n]);
+//    the A tile's element k = gate·H + u is the cell's backward for gate `gate` of unit u, from
+//    dh[u] + g_t[u] (plus the second state's gradient and the saved gates / c_t); the
+//    blockIdx.y == 0 tiles store dz (T, B, NG·H) and the second state's gradient. The epilogue
+//    (dh_{t-1} per unit) is unchanged.
 
 template <int BM_, int BN_, int TM_, int TN_>
 struct StepCfg {
@@ -27,6 +47,8 @@ using StepLarge = StepCfg<64, 64, 4, 4>;  // B > 32
 
 template <typename T, typename Cell, bool BWD, typename Cfg>
 __global__ void __launch_bounds__(256, 1) step_kernel(Args<T> a) {
+  static_assert(Cell::kGates == 1 && !Cell::kHasC,
+                "step_kernel: cells with gates or a second state plug in as this file's header says");
   using A = acc_t<T>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, TM = Cfg::TM, TN = Cfg::TN, BK = Cfg::BK;
   constexpr int NT = Cfg::NT, NTX = Cfg::NTX, NTY = Cfg::NTY;
