@@ -2,16 +2,22 @@
 // caches, and the launchers. Included once per storage type by rnn_f32.cu / rnn_f64.cu /
 // rnn_f16.cu / rnn_bf16.cu (one instantiation each, so builds run in parallel).
 //
-// Kernels (device/*.cuh, device code only):
-//  1. step_kernel<T, BWD, Cfg> (device/step.cuh): one launch per step; a tiled (batch x H) GEMM
-//     over K = H with the whole step fused into it. Any B, any H: the general fallback.
-//  2. persist_kernel<T, BWD> (device/persist.cuh): one launch for all T steps, W_hh resident in
-//     shared memory, groups of G CTAs meeting at one barrier per step where G > 1 (cooperative
-//     launch). Plans: plan.h, pure functions of the device's properties.
-//  3. cell_fwd_kernel<T> / cell_bwd_kernel<T> (device/cell.cuh): one step with the input product
-//     fused in (FusedRNNCell), forward and the sequential part of the backward.
+// Kernels (device/*.cuh, device code only), each templated on the storage type T and the cell
+// (csrc/cells/: Elman), whose pointwise forward / backward is the kernel's epilogue:
+//  1. step_kernel<T, Cell, BWD, Cfg> (device/step.cuh): one launch per step; a tiled (batch x H)
+//     GEMM over K = H with the whole step fused into it. Any B, any H: the general fallback.
+//  2. persist_kernel<T, Cell, BWD> (device/persist.cuh): one launch for all T steps, W_hh
+//     resident in shared memory, groups of G CTAs meeting at one barrier per step where G > 1
+//     (cooperative launch). Plans: plan.h, pure functions of the device's properties.
+//  3. cell_fwd_kernel<T, Cell> / cell_bwd_kernel<T, Cell> (device/cell.cuh): one step with the
+//     input product fused in (FusedRNNCell), forward and the sequential part of the backward.
 // The heuristic: persistent wherever it has a plan, stepwise otherwise (policy::cuda_use_persistent;
 // RNNFUSED_KERNEL forces one).
+//
+// The runtime cell of the params (rnn.h: p.cell.kind) becomes the kernels' template parameter in
+// RNNFUSED_CELL_SWITCH below, and nowhere else; each entry point of a storage type (fwd_impl<T>,
+// ...) switches once, so a cell adds a case there and its instantiations to every rnn_<dtype>.cu,
+// not a file.
 //
 // Runtime calls go through namespace rt: runtime_cuda.cuh on a GPU, csrc/emu/runtime_emu.h under
 // the SIMT emulator (RNNFUSED_EMULATE), so this file runs unchanged in both.
@@ -25,6 +31,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "../cells/elman.h"
 #include "../policy.h"
 #include "../rnn.h"
 #include "device/cell.cuh"
@@ -43,10 +50,23 @@ namespace cuda_detail {
 
 static_assert(kKChunk == kPersistKChunk, "plan.h and device/persist.cuh must agree on the k chunk");
 
+// The cells the CUDA kernels are built for: runs the callable `...` (a lambda taking no
+// arguments) with CELL the definition of `cell.kind` (csrc/cells/), and returns its result.
+#define RNNFUSED_CELL_SWITCH(cell, CELL, ...)                                                      \
+  [&] {                                                                                            \
+    switch ((cell).kind) {                                                                         \
+      case CellKind::Elman: {                                                                      \
+        using CELL = Elman;                                                                        \
+        return __VA_ARGS__();                                                                      \
+      }                                                                                            \
+    }                                                                                              \
+    TORCH_CHECK(false, "rnnfused: no CUDA kernels for cell kind ", static_cast<int>((cell).kind)); \
+  }()
+
 // ------------------------------------------------------------------------------------------------
 // Plans and the heuristic.
 
-template <typename T, bool BWD>
+template <typename T, typename Cell, bool BWD>
 PersistPlan persistent_plan(int64_t B, int64_t H) {
   constexpr int NT = PersistThreads<acc_t<T>>::value;
   const int dev = rt::current_device();
@@ -59,7 +79,7 @@ PersistPlan persistent_plan(int64_t B, int64_t H) {
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  const KernelAttrs k = rt::kernel_attrs(persist_kernel<T, BWD>, NT, 1, dev);
+  const KernelAttrs k = rt::kernel_attrs(persist_kernel<T, Cell, BWD>, NT, 1, dev);
   PersistPlan pl = plan_persistent(B, H, sizeof(T), sizeof(acc_t<T>), NT, d, k);
   std::lock_guard<std::mutex> lock(mu);
   if (cache.size() > 4096) cache.clear();
@@ -69,10 +89,10 @@ PersistPlan persistent_plan(int64_t B, int64_t H) {
 
 // The heuristic is policy::cuda_use_persistent (csrc/policy.h): persistent wherever it has a
 // plan, stepwise otherwise; RNNFUSED_KERNEL forces one (persistent forced where impossible raises).
-template <typename T, bool BWD>
+template <typename T, typename Cell, bool BWD>
 bool choose_persistent(int64_t B, int64_t H, PersistPlan* plan_out) {
   return policy::cuda_use_persistent(BWD, B, H, [&] {
-    const PersistPlan pl = persistent_plan<T, BWD>(B, H);
+    const PersistPlan pl = persistent_plan<T, Cell, BWD>(B, H);
     if (plan_out) *plan_out = pl;
     return std::make_pair(pl.ok, pl.why);
   });
@@ -81,7 +101,7 @@ bool choose_persistent(int64_t B, int64_t H, PersistPlan* plan_out) {
 // ------------------------------------------------------------------------------------------------
 // Launchers.
 
-template <typename T, bool BWD>
+template <typename T, typename Cell, bool BWD>
 void launch_stepwise(Args<T> a, rt::Stream stream) {
   const bool large = a.B > 32;
   const int64_t gx = ceil_div(a.B, large ? StepLarge::BM : StepSmall::BM);
@@ -94,12 +114,12 @@ void launch_stepwise(Args<T> a, rt::Stream stream) {
   spec.name = BWD ? "step_kernel (backward)" : "step_kernel (forward)";
   for (int64_t s = 0; s < a.steps; ++s) {
     a.s = s;
-    if (large) rt::launch(step_kernel<T, BWD, StepLarge>, spec, a);
-    else rt::launch(step_kernel<T, BWD, StepSmall>, spec, a);
+    if (large) rt::launch(step_kernel<T, Cell, BWD, StepLarge>, spec, a);
+    else rt::launch(step_kernel<T, Cell, BWD, StepSmall>, spec, a);
   }
 }
 
-template <typename T, bool BWD>
+template <typename T, typename Cell, bool BWD>
 void launch_persistent(Args<T> a, const PersistPlan& pl, rt::Stream stream) {
   a.G = pl.G; a.R = pl.R; a.BBg = pl.BBg; a.BC = pl.BC; a.Hp = pl.Hp;
   std::unique_ptr<rt::Scratch> counters;
@@ -110,7 +130,7 @@ void launch_persistent(Args<T> a, const PersistPlan& pl, rt::Stream stream) {
     rt::memset_async(counters->get(), 0, sizeof(unsigned) * pl.NBg, stream);
     a.counters = static_cast<unsigned*>(counters->get());
   }
-  auto kernel = persist_kernel<T, BWD>;
+  auto kernel = persist_kernel<T, Cell, BWD>;
   rt::allow_dynamic_smem(kernel, pl.smem, rt::current_device());
   rt::LaunchSpec spec;
   spec.grid = dim3((unsigned)(pl.G * pl.NBg));
@@ -132,13 +152,13 @@ Args<T> common_args(const SeqCommon& p) {
   a.steps = p.T;
   a.B = p.B;
   a.H = p.H;
-  a.relu = p.cell.act == Act::Relu;
+  a.act = p.cell.act;
   a.reverse = p.reverse;
   return a;
 }
 
-template <typename T>
-void fwd_impl(const SeqFwdParams& p, void* stream_) {
+template <typename T, typename Cell>
+void seq_fwd(const SeqFwdParams& p, void* stream_) {
   const auto stream = static_cast<rt::Stream>(stream_);
   if (p.B == 0 || p.H == 0) return;
   const size_t bytes = sizeof(T) * p.B * p.H;
@@ -155,12 +175,12 @@ void fwd_impl(const SeqFwdParams& p, void* stream_) {
   a.vec0 = static_cast<const T*>(p.h0);
   a.last = static_cast<T*>(p.hn);
   PersistPlan pl;
-  if (choose_persistent<T, false>(p.B, p.H, &pl)) launch_persistent<T, false>(a, pl, stream);
-  else launch_stepwise<T, false>(a, stream);
+  if (choose_persistent<T, Cell, false>(p.B, p.H, &pl)) launch_persistent<T, Cell, false>(a, pl, stream);
+  else launch_stepwise<T, Cell, false>(a, stream);
 }
 
-template <typename T>
-void bwd_impl(const SeqBwdParams& p, void* stream_) {
+template <typename T, typename Cell>
+void seq_bwd(const SeqBwdParams& p, void* stream_) {
   const auto stream = static_cast<rt::Stream>(stream_);
   if (p.B == 0 || p.H == 0) return;
   const size_t bytes = sizeof(T) * p.B * p.H;
@@ -183,8 +203,8 @@ void bwd_impl(const SeqBwdParams& p, void* stream_) {
   a.dz_first = static_cast<T*>(p.dz_first);
   a.last = static_cast<T*>(p.grad_h0);
   PersistPlan pl;
-  if (choose_persistent<T, true>(p.B, p.H, &pl)) launch_persistent<T, true>(a, pl, stream);
-  else launch_stepwise<T, true>(a, stream);
+  if (choose_persistent<T, Cell, true>(p.B, p.H, &pl)) launch_persistent<T, Cell, true>(a, pl, stream);
+  else launch_stepwise<T, Cell, true>(a, stream);
 }
 
 // One cell step (rnn.h: StepFwdParams / StepBwdParams).
@@ -196,12 +216,12 @@ CellArgs<T> cell_args(int64_t B, int64_t I, int64_t H, const void* w_ih, const v
   a.H = H;
   a.w_ih = static_cast<const T*>(w_ih);
   a.w_hh = static_cast<const T*>(w_hh);
-  a.relu = act == Act::Relu;
+  a.act = act;
   return a;
 }
 
-template <typename T>
-void cell_fwd_impl(const StepFwdParams& p, void* stream) {
+template <typename T, typename Cell>
+void step_fwd(const StepFwdParams& p, void* stream) {
   if (p.B == 0 || p.H == 0) return;
   CellArgs<T> a = cell_args<T>(p.B, p.I, p.H, p.w_ih, p.w_hh, p.cell.act);
   a.x = static_cast<const T*>(p.x);
@@ -217,11 +237,11 @@ void cell_fwd_impl(const StepFwdParams& p, void* stream) {
   spec.block = dim3(kCellThreads);
   spec.stream = static_cast<rt::Stream>(stream);
   spec.name = "cell_fwd_kernel";
-  rt::launch(cell_fwd_kernel<T>, spec, a);
+  rt::launch(cell_fwd_kernel<T, Cell>, spec, a);
 }
 
-template <typename T>
-void cell_bwd_impl(const StepBwdParams& p, void* stream) {
+template <typename T, typename Cell>
+void step_bwd(const StepBwdParams& p, void* stream) {
   if (p.B == 0 || p.H == 0) {
     if (p.grad_x && p.B * p.I > 0) rt::memset_async(p.grad_x, 0, sizeof(T) * p.B * p.I, static_cast<rt::Stream>(stream));
     return;
@@ -244,14 +264,37 @@ void cell_bwd_impl(const StepBwdParams& p, void* stream) {
   spec.block = dim3(kCellThreads);
   spec.stream = s;
   spec.name = "cell_bwd_kernel";
-  rt::launch(cell_bwd_kernel<T>, spec, a);
+  rt::launch(cell_bwd_kernel<T, Cell>, spec, a);
+}
+
+// The entry points of one storage type (launch.h): the cell switch, once per call.
+template <typename T>
+void fwd_impl(const SeqFwdParams& p, void* stream) {
+  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { seq_fwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
+void bwd_impl(const SeqBwdParams& p, void* stream) {
+  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { seq_bwd<T, Cell>(p, stream); });
+}
+
+template <typename T>
+void cell_fwd_impl(const StepFwdParams& p, void* stream) {
+  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { step_fwd<T, Cell>(p, stream); });
+}
+
+template <typename T>
+void cell_bwd_impl(const StepBwdParams& p, void* stream) {
+  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { step_bwd<T, Cell>(p, stream); });
+}
+
+// The kernel nn.RNN's cell (Elman) would run: cuda_kernel_name (rnn_cuda.h) takes no cell; it
+// answers for FusedRNN, the one module with a sequence kernel.
+template <typename T>
 const char* kernel_name_impl(int64_t B, int64_t H, bool backward) {
   if (B <= 0 || H <= 0) return "stepwise";  // nothing runs; the launcher returns early
-  const bool pers = backward ? choose_persistent<T, true>(B, H, nullptr)
-                             : choose_persistent<T, false>(B, H, nullptr);
+  const bool pers = backward ? choose_persistent<T, Elman, true>(B, H, nullptr)
+                             : choose_persistent<T, Elman, false>(B, H, nullptr);
   return pers ? "persistent" : "stepwise";
 }
 

@@ -69,7 +69,9 @@ inline int blocks_per_sm(const DeviceProps& d, const KernelAttrs& k, int threads
 // (forward) or W_hhᵀ (backward), zero-padded to Hp = H rounded up to kKChunk columns, in shared
 // memory; per step it walks its slice in chunks of BC items. NBg groups cover the batch. G > 1
 // needs one barrier per step between the CTAs of a group, so the whole grid (G * NBg CTAs) must
-// be co-resident (cooperative launch); G == 1 needs none.
+// be co-resident (cooperative launch); G == 1 needs none. These plans are for a cell with one gate
+// block (W_hh square): how a cell with kGates blocks changes the rows and columns counted here is
+// in device/persist.cuh's header.
 struct PersistPlan {
   bool ok = false;
   int G = 1, R = 4, NBg = 1, BBg = 1, BC = 4, Hp = 128, threads = 0;

@@ -92,6 +92,11 @@ MUTANTS = {
         "  const int64_t ld = from_ih ? I : H;",
         "  const int64_t ld = from_ih ? H : I;",
         "f32-cell", "a wrong row stride of W_ih / W_hh in the cell backward"),
+    "math-relu-grad-at-zero": (
+        "cuda/device/common.cuh",
+        "  static __device__ __forceinline__ A relu_grad(A h) { return h <= A(0) ? A(0) : A(1); }",
+        "  static __device__ __forceinline__ A relu_grad(A h) { return h < A(0) ? A(0) : A(1); }",
+        "f32-", "relu' of 1 where relu clamped to 0 (the device math policy the cells use)"),
     "host-group-not-cooperative": (
         "cuda/host.cuh",
         "  spec.cooperative = pl.G > 1;\n",

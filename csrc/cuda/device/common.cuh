@@ -1,5 +1,5 @@
 // rnnfused device code, shared by the kernels: storage/accumulation types and conversions, the
-// activation and its derivative, per-item lengths, loads and stores of the exchanged state, and
+// cells' math policy on the device, per-item lengths, loads and stores of the exchanged state, and
 // the kernel arguments. Device code only: compiled by nvcc and, unchanged, by the host compiler
 // under the SIMT emulator (see portable.cuh). No ATen, no CUDA runtime calls.
 //
@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "../../cells/cell.h"
 #include "../portable.cuh"
 
 namespace rnnfused {
@@ -72,14 +73,20 @@ __device__ __forceinline__ void ld4(const __nv_bfloat16* p, float (&v)[4]) {
   v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
 }
 
-// Activation and its derivative from the output. relu keeps NaN (x < 0 is false for NaN), like
-// torch.relu.
-__device__ __forceinline__ float act(float x, bool relu) { return relu ? (x < 0.f ? 0.f : x) : tanhf(x); }
-__device__ __forceinline__ double act(double x, bool relu) { return relu ? (x < 0.0 ? 0.0 : x) : tanh(x); }
-template <typename A>
-__device__ __forceinline__ A dact(A y, bool relu) {
-  return relu ? (y <= A(0) ? A(0) : A(1)) : A(1) - y * y;  // relu' passes NaN like torch
-}
+// The math policy the kernels give the cells' pointwise functions (csrc/cells/cell.h: a cell's
+// forward and backward are templates over the value type and a policy M), over the accumulation
+// types float and double. tanh is CUDA's tanhf / tanh. relu keeps NaN (x < 0 is false for NaN),
+// like torch.relu; relu' is taken from the output h: 0 where h <= 0, else 1, so NaN passes (as
+// torch's threshold_backward). Every kernel calls its cell as Cell::template forward<DeviceMath>
+// and Cell::template backward<DeviceMath>, where its products are still in registers.
+struct DeviceMath {
+  static __device__ __forceinline__ float tanh(float x) { return tanhf(x); }
+  static __device__ __forceinline__ double tanh(double x) { return ::tanh(x); }
+  template <typename A>
+  static __device__ __forceinline__ A relu(A x) { return x < A(0) ? A(0) : x; }
+  template <typename A>
+  static __device__ __forceinline__ A relu_grad(A h) { return h <= A(0) ? A(0) : A(1); }
+};
 
 __device__ __forceinline__ int64_t item_len(const int64_t* lengths, int64_t b, int64_t T) {
   if (lengths == nullptr) return T;
@@ -104,7 +111,7 @@ template <typename T>
 struct Args {
   using A = acc_t<T>;
   T* out = nullptr;            // forward: (T,B,H) pre in, h out. backward: forward output (read).
-  const T* w = nullptr;        // (H,H) row-major W_hh
+  const T* w = nullptr;        // (H,H) row-major W_hh (kGates·H rows for a cell with gates)
   const T* vec0 = nullptr;     // forward: h0. backward: grad_hn (nullptr = zeros)
   const T* gout = nullptr;     // backward: grad_out (nullptr = zeros)
   T* dz = nullptr;             // backward: (T,B,H)
@@ -115,8 +122,10 @@ struct Args {
   unsigned* counters = nullptr;  // persistent, G > 1: one zeroed counter per group
   int64_t steps = 0, B = 0, H = 0;
   int64_t s = 0;               // stepwise: the step number of this launch
-  int G = 1, R = 4, BBg = 1, BC = 4, Hp = 128;  // persistent plan
-  bool relu = false, reverse = false;
+  int G = 1, R = 4, BBg = 1, BC = 4, Hp = 128;  // persistent plan (G: CTAs per group)
+  Act act = Act::Tanh;         // the cell's variant (Elman: tanh or relu); the cell itself is the
+                               // kernels' template parameter
+  bool reverse = false;
 };
 
 }  // namespace cuda_detail

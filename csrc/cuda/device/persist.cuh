@@ -1,5 +1,33 @@
 // rnnfused device code: the persistent kernel (one launch for all T steps, W_hh resident in shared
 // memory), forward and backward, with its warp reduction and the per-step barrier of a CTA group.
+// The cell (csrc/cells/) is a template parameter: the forward epilogue is Cell::forward of the
+// summed pre-activation, the backward's vector operand is dz = Cell::backward of dh + g_t.
+//
+// Cells with NG = Cell::kGates > 1 gate blocks (W_hh is (NG·H, H), gate blocks in PyTorch's
+// order) or a second state (Cell::kHasC) are refused by a static_assert; they plug in thus.
+// "G" below and in plan.h is the number of CTAs of a group, not the cell's gate count.
+//  - forward: CTA g owns units [row0, row0 + R) and all NG gate rows of each, gate-major in
+//    shared memory: Ws[gate·R + r][k] = W[gate·H + row0 + r][k], NG·R rows of Hp (R stays a
+//    multiple of 4, so a 4-row dot tile never straddles two gates). The dot covers NR = NG·R / 4
+//    row tiles; red is [KS][BCa][NG·R]; the epilogue's output o = (item bl, unit r) sums
+//    red[..][gate·R + r] for each gate, adds the hoisted projection's gate elements
+//    pre[t][b][gate·H + row0 + r] (a separate (T, B, NG·H) operand: pre is computed into `out`
+//    in place only because Elman has one gate block) and calls the cell's forward with all NG of
+//    them, so one thread sees a unit's gates together. The second state c needs no exchange:
+//    unit j's c stays with the CTA that owns j (a per-CTA array [BC][R] beside vs, or the state
+//    workspace), and c_t is saved for the backward.
+//  - backward: CTA g owns the columns [row0, row0 + R) of dh and needs W_hh's columns over all
+//    NG·H rows: Ws[r][k] = W[k][row0 + r], k < NG·H, so the dot's K is NG·H (padded to kKChunk)
+//    and the vector operand vs is dz_t over NG·H per item: element k = gate·H + u is the cell's
+//    backward for gate `gate` of unit u (from dh[u] + g_t[u], the second state's gradient and the
+//    saved gates / c_t); each CTA stores the dz elements of its own units, all gates. The second
+//    state's gradient carried to the previous step is exchanged like dh: the CTA owning unit u
+//    stores it for u into a second (2, B, H) workspace before the group barrier.
+//  - plan.h then counts, per CTA, forward NG·R rows of Hp = round_up(H, kKChunk) elements for W
+//    plus BC·Hp state elements, backward R rows of Kp = round_up(NG·H, kKChunk) for W plus BC·Kp
+//    dz elements; the k-split partial sums (NG·R / 4)·(BC / 4) tiles forward. The forward and
+//    backward plans then differ (today they are one plan, W_hh being square), and the fewest CTAs
+//    per group are found for the NG·R rows.
 #pragma once
 
 #include "common.cuh"
@@ -68,8 +96,10 @@ __device__ __forceinline__ void group_barrier(unsigned* counter, unsigned target
   __syncthreads();
 }
 
-template <typename T, bool BWD>
+template <typename T, typename Cell, bool BWD>
 __global__ void __launch_bounds__(PersistThreads<acc_t<T>>::value, 1) persist_kernel(Args<T> a) {
+  static_assert(Cell::kGates == 1 && !Cell::kHasC,
+                "persist_kernel: cells with gates or a second state plug in as this file's header says");
   using A = acc_t<T>;
   constexpr int NT = PersistThreads<A>::value, NW = NT / 32;
   RNNF_DYNAMIC_SHARED(unsigned char, smem_raw, 16);
@@ -145,7 +175,7 @@ __global__ void __launch_bounds__(PersistThreads<acc_t<T>>::value, 1) persist_ke
             if (t < len) {
               const A dh = s == 0 ? (a.vec0 ? to_acc(a.vec0[idx]) : A(0)) : ld_state(scur + idx);
               const A gg = a.gout ? to_acc(a.gout[tBH + idx]) : A(0);
-              v = (dh + gg) * dact(to_acc(a.out[tBH + idx]), a.relu);
+              v = Cell::template backward<DeviceMath>(dh + gg, to_acc(a.out[tBH + idx]), a.act);
             }
             if (k >= row0 && k < row0 + Rc) {
               a.dz[tBH + idx] = Cvt<T>::from(v);
@@ -214,7 +244,7 @@ __global__ void __launch_bounds__(PersistThreads<acc_t<T>>::value, 1) persist_ke
         A v;
         if (!BWD) {
           if (active) {
-            v = act(ev + dot, a.relu);
+            v = Cell::template forward<DeviceMath>(ev + dot, a.act);
             a.out[tBH + idx] = Cvt<T>::from(v);
           } else {
             v = vs[(size_t)bl * Hp + j];

@@ -13,6 +13,28 @@ namespace cuda_detail {
 //    backward: Aop = dz_t    (B x H), Bop[k][n] = W[k][n]     -> dh_{t-1}
 // Grid: x = batch tiles (BM), y = column tiles (BN); 256 threads; thread (tx, ty) owns outputs
 // (ty + i*NTY, tx + j*NTX), i < TM, j < TN (interleaved: conflict-free shared-memory reads).
+// The cell (csrc/cells/) is a template parameter: the forward epilogue is Cell::forward of the
+// summed pre-activation, the backward's A tile is dz = Cell::backward of dh + g_t.
+//
+// Cells with NG = Cell::kGates > 1 gate blocks (W_hh is (NG·H, H), gate blocks in PyTorch's
+// order) or a second state (Cell::kHasC) are refused by a static_assert; they plug in thus:
+//  - forward: the GEMM's columns are the NG·H rows of W_hh, and a thread must hold all NG gate
+//    columns of a unit when its epilogue runs. A column tile covers BN / NG units, NG gates each,
+//    unit-major: local column c is gate c % NG of unit n0 + c / NG (n0 = blockIdx.y · BN / NG;
+//    grid y = ceil(H / (BN / NG))), so Bs[kk][c] = W[(c % NG)·H + n0 + c / NG][k0 + kk]. Thread
+//    (tx, ty) owns units n0 + tx + jj·NTX (jj < TN / NG) and reads its columns
+//    (tx + jj·NTX)·NG + gate, acc[i][jj·NG + gate]; at NG = 1 all of this is the mapping above.
+//    (Those reads are NG apart across a warp: NG-way bank conflicts unless Bs's rows are
+//    stored gate-major, c' = (c % NG)·(BN / NG) + c / NG, which keeps the same ownership.)
+//    The epilogue takes the unit's NG sums plus the hoisted input projection, which is then a
+//    separate (T, B, NG·H) operand rather than `out` itself (pre is computed in place only
+//    because Elman has one gate block), and writes h (and c, to a second state workspace and to
+//    the saved c_t the backward reads).
+//  - backward: K runs over the NG·H rows of W_hh (k0 < NG·H, Bs[kk][n] = W[k0 + kk][n0 + n]);
+//    the A tile's element k = gate·H + u is the cell's backward for gate `gate` of unit u, from
+//    dh[u] + g_t[u] (plus the second state's gradient and the saved gates / c_t); the
+//    blockIdx.y == 0 tiles store dz (T, B, NG·H) and the second state's gradient. The epilogue
+//    (dh_{t-1} per unit) is unchanged.
 
 template <int BM_, int BN_, int TM_, int TN_>
 struct StepCfg {
@@ -23,8 +45,10 @@ struct StepCfg {
 using StepSmall = StepCfg<8, 64, 1, 2>;   // B <= 32
 using StepLarge = StepCfg<64, 64, 4, 4>;  // B > 32
 
-template <typename T, bool BWD, typename Cfg>
+template <typename T, typename Cell, bool BWD, typename Cfg>
 __global__ void __launch_bounds__(256, 1) step_kernel(Args<T> a) {
+  static_assert(Cell::kGates == 1 && !Cell::kHasC,
+                "step_kernel: cells with gates or a second state plug in as this file's header says");
   using A = acc_t<T>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, TM = Cfg::TM, TN = Cfg::TN, BK = Cfg::BK;
   constexpr int NT = Cfg::NT, NTX = Cfg::NTX, NTY = Cfg::NTY;
@@ -66,7 +90,7 @@ __global__ void __launch_bounds__(256, 1) step_kernel(Args<T> a) {
           if (t < len) {
             const A dh = s == 0 ? (a.vec0 ? to_acc(a.vec0[idx]) : A(0)) : scur[idx];
             const A g = a.gout ? to_acc(a.gout[tBH + idx]) : A(0);
-            v = (dh + g) * dact(to_acc(a.out[tBH + idx]), a.relu);
+            v = Cell::template backward<DeviceMath>(dh + g, to_acc(a.out[tBH + idx]), a.act);
           }
           if (blockIdx.y == 0) {  // one column tile stores dz (it sees every k of its rows)
             a.dz[tBH + idx] = Cvt<T>::from(v);
@@ -132,7 +156,7 @@ __global__ void __launch_bounds__(256, 1) step_kernel(Args<T> a) {
       A v;
       if (!BWD) {
         if (active) {
-          v = act(to_acc(a.out[tBH + idx]) + acc[i][j], a.relu);
+          v = Cell::template forward<DeviceMath>(to_acc(a.out[tBH + idx]) + acc[i][j], a.act);
           a.out[tBH + idx] = Cvt<T>::from(v);
         } else {
           v = s == 0 ? to_acc(a.vec0[idx]) : scur[idx];
