@@ -136,7 +136,8 @@ struct FusedFunction<Op, R(A...)> : torch::autograd::Function<FusedFunction<Op, 
     // One gradient per forward argument (a tensor list counts its tensors).
     variable_list result(wanted.size() + Op::kOtherArgs);
     const bool any = std::find(wanted.begin(), wanted.end(), true) != wanted.end();
-    const bool any_grad = std::any_of(grads.begin(), grads.end(), [](const Tensor& g) { return g.defined(); });
+    const bool any_grad =
+        std::any_of(grads.begin(), grads.end(), [](const Tensor& g) { return g.defined(); });
     if (!any || !any_grad) return result;
 
     variable_list g;
@@ -200,7 +201,8 @@ struct LayerOp : WeightsAndState {
     return {out, hn};
   }
 
-  static variable_list composite(AutogradContext* ctx, const variable_list& s, const std::vector<bool>&) {
+  static variable_list composite(AutogradContext* ctx, const variable_list& s,
+                                 const std::vector<bool>&) {
     auto [out, hn] = composite_layer(s[0], s[1], {s[2], s[3], opt(s[4]), opt(s[5])},
                                      opt(ctx->saved_data["lengths"].toTensor()),
                                      elman(ctx->saved_data["relu"].toBool()),
@@ -208,8 +210,8 @@ struct LayerOp : WeightsAndState {
     return {out, hn};
   }
 
-  static variable_list backward(AutogradContext* ctx, const variable_list& s, const variable_list& grads,
-                                const std::vector<bool>& w) {
+  static variable_list backward(AutogradContext* ctx, const variable_list& s,
+                                const variable_list& grads, const std::vector<bool>& w) {
     return spread(RNNFUSED_OP(rnn_bwd).call(opt(grads[0]), opt(grads[1]), s[0], s[1], s[2], s[3], s[6],
                                             opt(ctx->saved_data["lengths"].toTensor()),
                                             ctx->saved_data["relu"].toBool(),
@@ -234,13 +236,14 @@ struct CellOp : WeightsAndState {
     return {hy};
   }
 
-  static variable_list composite(AutogradContext* ctx, const variable_list& s, const std::vector<bool>&) {
+  static variable_list composite(AutogradContext* ctx, const variable_list& s,
+                                 const std::vector<bool>&) {
     return {composite_cell(s[0], s[1], {s[2], s[3], opt(s[4]), opt(s[5])},
                            elman(ctx->saved_data["relu"].toBool()))};
   }
 
-  static variable_list backward(AutogradContext* ctx, const variable_list& s, const variable_list& grads,
-                                const std::vector<bool>& w) {
+  static variable_list backward(AutogradContext* ctx, const variable_list& s,
+                                const variable_list& grads, const std::vector<bool>& w) {
     return spread(RNNFUSED_OP(rnn_cell_bwd).call(grads[0], s[0], s[1], s[2], s[3], s[6],
                                                  ctx->saved_data["relu"].toBool(),
                                                  {w[0], w[1], w[2], w[3], w[4] || w[5]}),
@@ -297,13 +300,16 @@ struct ModuleOp {
   static Config config(AutogradContext* ctx) {
     auto& d = ctx->saved_data;
     return {opt(d["batch_sizes"].toTensor()), d["has_biases"].toBool(), d["num_layers"].toInt(),
-            d["bidirectional"].toBool(), d["relu"].toBool(), d["dropout"].toDouble(), d["train"].toBool()};
+            d["bidirectional"].toBool(), d["relu"].toBool(), d["dropout"].toDouble(),
+            d["train"].toBool()};
   }
 
-  static variable_list composite(AutogradContext* ctx, const variable_list& s, const std::vector<bool>& w) {
+  static variable_list composite(AutogradContext* ctx, const variable_list& s,
+                                 const std::vector<bool>& w) {
     const Config a = config(ctx);
     const size_t nP = w.size() - 2;
-    const RNNConfig c = rnn_config(a.has_biases, a.num_layers, a.bidirectional, elman(a.relu), a.dropout, a.train);
+    const RNNConfig c =
+        rnn_config(a.has_biases, a.num_layers, a.bidirectional, elman(a.relu), a.dropout, a.train);
     const std::vector<Tensor> params(s.begin() + 2, s.begin() + 2 + nP);
     // After the output: each layer's output but the last, then the noise.
     const std::vector<Tensor> noises(s.begin() + 3 + nP + (c.L - 1), s.end());
@@ -311,8 +317,8 @@ struct ModuleOp {
     return {out, hn};
   }
 
-  static variable_list backward(AutogradContext* ctx, const variable_list& s, const variable_list& grads,
-                                const std::vector<bool>& w) {
+  static variable_list backward(AutogradContext* ctx, const variable_list& s,
+                                const variable_list& grads, const std::vector<bool>& w) {
     const Config a = config(ctx);
     const size_t nP = w.size() - 2;
     const std::vector<Tensor> params(s.begin() + 2, s.begin() + 2 + nP);

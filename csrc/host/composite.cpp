@@ -50,7 +50,8 @@ std::tuple<at::Tensor, at::Tensor> composite_rnn(const at::Tensor& input, const 
   const bool packed = batch_sizes.has_value();
   Packing pk;
   if (packed) pk = make_packing(*batch_sizes, input, hx);
-  const std::optional<at::Tensor> lengths = packed ? std::optional<at::Tensor>(pk.lengths) : std::nullopt;
+  const std::optional<at::Tensor> lengths =
+      packed ? std::optional<at::Tensor>(pk.lengths) : std::nullopt;
   at::Tensor layer_in = packed ? pk.pad(input) : input;
   std::vector<at::Tensor> h_n;
   for (int64_t l = 0; l < c.L; ++l) {

@@ -41,7 +41,9 @@ inline bool computes_in_float(const Tensor& t) {
 }
 
 // The accumulation type of the kernels' workspace: double for double, float otherwise.
-inline c10::ScalarType acc_type(c10::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+inline c10::ScalarType acc_type(c10::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
 
 inline optional<Tensor> to_float(const optional<Tensor>& t) {
   return t.has_value() ? optional<Tensor>(t->to(at::kFloat)) : std::nullopt;
@@ -49,7 +51,9 @@ inline optional<Tensor> to_float(const optional<Tensor>& t) {
 inline optional<Tensor> contiguous(const optional<Tensor>& t) {
   return t.has_value() ? optional<Tensor>(t->contiguous()) : std::nullopt;
 }
-inline const void* ptr_or_null(const optional<Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }
+inline const void* ptr_or_null(const optional<Tensor>& t) {
+  return t.has_value() ? t->data_ptr() : nullptr;
+}
 
 // A fresh empty (0,) tensor for each gradient not wanted: op outputs must not alias each other.
 inline Tensor or_empty(const Tensor& t, const at::TensorOptions& opts) {

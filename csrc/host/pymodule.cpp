@@ -95,7 +95,8 @@ PyModuleDef module_def = {PyModuleDef_HEAD_INIT, RNNFUSED_PY_STR(TORCH_EXTENSION
 
 PyMODINIT_FUNC RNNFUSED_PY_CAT(PyInit_, TORCH_EXTENSION_NAME)(void) {
   PyObject* module = PyModule_Create(&module_def);
-  if (module && rnnfused::backend::kHasCudaPath && PyModule_AddFunctions(module, cuda_path_methods) < 0) {
+  if (module && rnnfused::backend::kHasCudaPath &&
+      PyModule_AddFunctions(module, cuda_path_methods) < 0) {
     Py_DECREF(module);
     return nullptr;
   }
