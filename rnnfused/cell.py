@@ -1,7 +1,7 @@
 """FusedRNNCell: torch.nn.RNNCell's interface over rnnfused's fused cell step.
 
 One call is one op call (rnnfused::rnn_cell): h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) in one
-kernel, no intermediate tensor; autograd in C++ (csrc/ops.cpp). For stepping one input at a time
+kernel, no intermediate tensor; autograd in C++ (csrc/host/). For stepping one input at a time
 (autoregressive generation, online control, RL, teaching code written with nn.RNNCell).
 """
 import warnings
@@ -16,7 +16,7 @@ from .module import _any_autocast, _autocast, _autocast_dtype
 
 __all__ = ["FusedRNNCell"]
 
-_cell_op = torch.ops.rnnfused.rnn_cell.default  # the fused step (csrc/ops.cpp), autograd included
+_cell_op = torch.ops.rnnfused.rnn_cell.default  # the fused step (csrc/host/), autograd included
 
 
 class FusedRNNCell(nn.RNNCellBase):

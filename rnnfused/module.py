@@ -24,7 +24,7 @@ from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 
 __all__ = ["FusedRNN", "convert"]
 
-_rnn_op = torch.ops.rnnfused.rnn.default  # the op (csrc/ops.cpp): every layer, direction, dropout
+_rnn_op = torch.ops.rnnfused.rnn.default  # the op (csrc/host/): every layer, direction, dropout
 
 
 class FusedRNN(nn.RNNBase):

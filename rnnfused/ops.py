@@ -3,7 +3,7 @@ torch.compile, torch.export and meta tensors use.
 
 The ops themselves (schemas, validation, CPU/CUDA kernels) and their autograd (C++
 torch::autograd::Functions registered for the Autograd key, with exact double backward) live in
-csrc/ops.cpp.
+csrc/host/ (registration.cpp, autograd.cpp).
 """
 from typing import List, Optional, Sequence, Tuple
 

@@ -3,9 +3,9 @@
 Two kinds of build, both from the very kernel sources of csrc/cuda, compiled as host C++ with
 RNNFUSED_EMULATE:
 
-- extension(): the test-only Python extension `rnnfused_emu` (csrc/ops.cpp with its ops in the
-  namespace rnnfused_emu, where CPU tensors take the CUDA path; the CPU kernels; the emulated CUDA
-  kernels; control ops in rnnfused_emu_ctl). Built with torch.utils.cpp_extension.load into
+- extension(): the test-only Python extension `rnnfused_emu` (the host code, csrc/host/, with its
+  ops in the namespace rnnfused_emu, where CPU tensors take the CUDA path; the CPU kernels; the
+  emulated CUDA kernels; control ops in rnnfused_emu_ctl). Built with torch.utils.cpp_extension.load into
   build/emu-ext/ on first use by the tests and rebuilt when a source changes. `route_to_emulator`
   makes FusedRNN's CPU calls of rnnfused::<op> run rnnfused_emu::<op>.
 - check_binary(variant): the standalone checker csrc/emu/check_main.cpp (no Python), plain or

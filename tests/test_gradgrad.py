@@ -1,7 +1,7 @@
 """Double backward (grad of grad, create_graph=True): exact second derivatives.
 
 With a graph of the gradient requested, the backward recomputes the forward from the saved
-inputs in differentiable ATen ops and differentiates that (csrc/ops.cpp); without it, the fused
+inputs in differentiable ATen ops and differentiates that (csrc/host/composite.cpp); without it, the fused
 backward runs. Checked with gradgradcheck in float64 (numerical vs analytical second
 derivatives) and against nn.RNN's / nn.RNNCell's own second derivatives."""
 import pytest

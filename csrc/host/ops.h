@@ -1,0 +1,110 @@
+// rnnfused host code: the ops' C++ functions, declared once. Their types are the ops' C++
+// signatures: registration.cpp registers them, and every call through the dispatcher takes its
+// typed handle from them (RNNFUSED_OP), so a signature is written here and in the definition only.
+// The schemas (registration.cpp) say the same in the dispatcher's language.
+//
+//   rnnfused::rnn           nn.RNN's whole forward (all layers, directions, inter-layer dropout;
+//                           padded or packed input) in one call      -> (output, h_n)    stack.cpp
+//   rnnfused::rnn_train     the same, plus what its backward needs    -> (output, h_n, saved)
+//   rnnfused::rnn_backward  backward of rnn_train                     -> (d input, d hx, d params)
+//   rnnfused::rnn_fwd       one layer, one direction, whole sequence  -> (output, h_n)    layer.cpp
+//   rnnfused::rnn_bwd       its backward (BPTT)   -> (d input, d h0, d w_ih, d w_hh, d bias)
+//   rnnfused::rnn_cell      one fused step, nn.RNNCell's forward      -> h'               layer.cpp
+//   rnnfused::rnn_cell_bwd  its backward          -> (d input, d hx, d w_ih, d w_hh, d bias)
+//
+// The ops take the cell as `bool relu` (the Elman cell, tanh or relu: csrc/cells/elman.h).
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <array>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+// The dispatcher namespace of the ops: `rnnfused` in the extension, `rnnfused_emu` in the
+// emulation build (tests/emu_support.py), which registers the same ops a second time.
+#ifndef RNNFUSED_OPS_NAMESPACE
+#define RNNFUSED_OPS_NAMESPACE rnnfused
+#endif
+#define RNNFUSED_STR2(x) #x
+#define RNNFUSED_STR(x) RNNFUSED_STR2(x)
+
+namespace rnnfused {
+
+using at::Tensor;
+using at::TensorList;
+using std::optional;
+
+// ------------------------------------------------------------------------------------------------
+// The ops' implementations (the CPU and CUDA dispatch keys; backend.h routes each tensor).
+
+// Whole module (stack.cpp). params in nn.RNN's _flat_weights order; batch_sizes: a
+// PackedSequence's, or none for padded input.
+std::tuple<Tensor, Tensor> rnn(const Tensor& input, const Tensor& hx, TensorList params,
+                               const optional<Tensor>& batch_sizes, bool has_biases,
+                               int64_t num_layers, bool bidirectional, bool relu, double dropout,
+                               bool train);
+std::tuple<Tensor, Tensor, std::vector<Tensor>> rnn_train(
+    const Tensor& input, const Tensor& hx, TensorList params, const optional<Tensor>& batch_sizes,
+    bool has_biases, int64_t num_layers, bool bidirectional, bool relu, double dropout, bool train);
+// output_mask: which of (input, hx, params...) need a gradient (2 + len(params) entries); the
+// others come back as empty tensors of shape (0,).
+std::tuple<Tensor, Tensor, std::vector<Tensor>> rnn_backward(
+    const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn, const Tensor& input,
+    const Tensor& hx, TensorList params, const optional<Tensor>& batch_sizes, const Tensor& output,
+    TensorList saved, bool has_biases, int64_t num_layers, bool bidirectional, bool relu,
+    double dropout, bool train, const c10::List<bool>& output_mask);
+
+// One layer-direction (layer.cpp). output_mask: which of (input, w_ih, w_hh, bias) need a
+// gradient; grad_h0 always comes (it is free). One not needed comes back as an empty (0,) tensor.
+std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const Tensor& w_ih,
+                                   const Tensor& w_hh, const optional<Tensor>& b_ih,
+                                   const optional<Tensor>& b_hh, const optional<Tensor>& lengths,
+                                   bool relu, bool reverse);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
+    const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn, const Tensor& input,
+    const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& output,
+    const optional<Tensor>& lengths, bool relu, bool reverse, std::array<bool, 4> output_mask);
+
+// One cell step (layer.cpp). output_mask: which of (input, hx, w_ih, w_hh, bias) need a
+// gradient; the others come back as empty tensors of shape (0,).
+Tensor rnn_cell(const Tensor& input, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
+                const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_bwd(
+    const Tensor& grad_hy, const Tensor& input, const Tensor& hx, const Tensor& w_ih,
+    const Tensor& w_hh, const Tensor& hy, bool relu, std::array<bool, 5> output_mask);
+
+// ------------------------------------------------------------------------------------------------
+// The Autograd-key kernels of the differentiable ops (autograd.cpp), of the same types.
+
+extern decltype(&rnn) const rnn_autograd;
+extern decltype(&rnn_fwd) const rnn_fwd_autograd;
+extern decltype(&rnn_cell) const rnn_cell_autograd;
+
+// ------------------------------------------------------------------------------------------------
+// Calling an op through the dispatcher.
+
+// The dispatcher's handle of op `name` of this build's namespace, typed by the C++ function
+// `fn` that implements it; looked up once.
+template <auto& fn>
+const c10::TypedOperatorHandle<std::remove_reference_t<decltype(fn)>>& op_handle(const char* name) {
+  static const auto handle =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow((std::string(RNNFUSED_STR(RNNFUSED_OPS_NAMESPACE)) + "::" + name).c_str(), "")
+          .typed<std::remove_reference_t<decltype(fn)>>();
+  return handle;
+}
+// RNNFUSED_OP(rnn_cell): the typed handle of rnnfused::rnn_cell (name and type from one place).
+#define RNNFUSED_OP(fn) (::rnnfused::op_handle<::rnnfused::fn>(#fn))
+
+// What every op's implementation does first: the ops run in the dtypes they are given
+// (module.py applies autocast's casting rule), so the ATen calls inside must not be autocast
+// again, e.g. when backward runs inside an autocast region.
+struct NoAutocast {
+  c10::impl::ExcludeDispatchKeyGuard guard{c10::autocast_dispatch_keyset};
+};
+
+}  // namespace rnnfused
