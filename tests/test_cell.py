@@ -10,6 +10,7 @@ from torch._dynamo.utils import counters
 
 import rnnfused
 from rnnfused import FusedRNN, FusedRNNCell, ops
+from rnnfused.reference import rnn_cell_ref
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -144,13 +145,6 @@ def _cell_args(B=3, I=4, H=5, bias=True, relu=False, requires_grad=True):
     return (r(B, I), r(B, H), r(H, I), r(H, H), r(H) if bias else None, r(H) if bias else None, relu)
 
 
-def _cell_ref(x, h, w_ih, w_hh, b_ih, b_hh, relu):
-    z = x @ w_ih.t() + h @ w_hh.t()
-    if b_ih is not None:
-        z = z + b_ih + b_hh
-    return torch.relu(z) if relu else torch.tanh(z)
-
-
 CELL_CASES = [dict(), dict(relu=True), dict(bias=False), dict(B=1, I=9, H=3), dict(B=0)]
 
 
@@ -158,7 +152,7 @@ CELL_CASES = [dict(), dict(relu=True), dict(bias=False), dict(B=1, I=9, H=3), di
 def test_cell_op_matches_float64_reference(case, cpu_kernel):
     args = _cell_args(**case)
     tensors = [a for a in args[:6] if a is not None]
-    got, want = ops.rnn_cell(*args), _cell_ref(*args)
+    got, want = ops.rnn_cell(*args), rnn_cell_ref(*args)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     up = torch.randn(want.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(got, tensors, up), torch.autograd.grad(want, tensors, up)):
