@@ -5,6 +5,7 @@ import torch
 
 import rnnfused
 from rnnfused import ops
+from support import make_pair
 
 
 def op_args(T=4, B=3, I=3, H=4, bias=True, lengths=None, relu=False, reverse=False, requires_grad=True):
@@ -227,11 +228,7 @@ def test_rnn_op_dropout_uses_f_dropout_noise():
     generator on nn.RNN's rows, so with the same seed it reproduces nn.RNN's CPU output exactly
     (the semantics: zero with probability p, survivors scaled by 1/(1-p); layers after the
     last get none)."""
-    from rnnfused import FusedRNN
-
-    torch.manual_seed(0)
-    ref = torch.nn.RNN(3, 4, num_layers=3, dropout=0.4, bidirectional=True, dtype=torch.float64)
-    fused = FusedRNN.from_rnn(ref)
+    ref, fused = make_pair(3, 4, num_layers=3, dropout=0.4, bidirectional=True, dtype=torch.float64)
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     torch.manual_seed(7)
     want = ref(x)
