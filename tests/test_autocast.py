@@ -179,6 +179,7 @@ def _check_compiled_equals_eager_under_autocast(device, dtype, **compile_kwargs)
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_compiled_under_autocast_equals_eager_autocast():
     _check_compiled_equals_eager_under_autocast("cpu", torch.bfloat16, backend="aot_eager")
 

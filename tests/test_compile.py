@@ -168,6 +168,7 @@ def test_packed_sequence_compiles_with_a_graph_break():
     torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_inductor_training_matches_eager():
     """The default backend (inductor) on a small model around FusedRNN: three SGD steps, compiled
     and eager from identical weights, stay equal."""

@@ -14,6 +14,10 @@ from support import make_pair
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
+# The two exporters; the dynamo one is in the slow tier (seconds an export here, more for the first
+# in a process).
+DYNAMO = [pytest.param(True, id="dynamo", marks=pytest.mark.slow), pytest.param(False, id="torchscript")]
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -63,7 +67,7 @@ def _rnn_nodes(path):
     return [n for n in onnx.load(path).graph.node if n.op_type == "RNN"]
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 def test_onnx_export_runs_in_onnxruntime_like_nn_rnn(dynamo, nonlinearity, tmp_path):
     """2 layers, bidirectional: one export, then two batch sizes and two sequence lengths."""
@@ -87,7 +91,7 @@ def test_onnx_export_runs_in_onnxruntime_like_nn_rnn(dynamo, nonlinearity, tmp_p
         torch.testing.assert_close(torch.from_numpy(hn), want_hn, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 def test_onnx_export_batch_first_default_h0_one_layer(dynamo, tmp_path):
     ref, fused = (m.eval() for m in make_pair(3, 4, batch_first=True, bias=False))
     path = str(tmp_path / "m.onnx")
@@ -135,7 +139,7 @@ def test_onnx_torchscript_export_packed_sequence_uses_sequence_lens(tmp_path):
         torch.testing.assert_close(torch.from_numpy(hn), want_hn, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 def test_onnx_export_cell(dynamo, tmp_path):
     ref, fused = make_pair(3, 4, nonlinearity="relu", module=nn.RNNCell)
     path = str(tmp_path / "c.onnx")
@@ -155,7 +159,7 @@ def test_onnx_export_cell(dynamo, tmp_path):
         torch.testing.assert_close(torch.from_numpy(y), ref(x, h).detach(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 def test_onnx_export_refuses_training_mode_dropout(dynamo, tmp_path):
     """The ONNX RNN operator has no dropout: a training-mode export with dropout raises rather
     than silently dropping it. (The TorchScript exporter exports in eval mode unless asked.)"""

@@ -76,7 +76,7 @@ def test_gradgradcheck_module(kw):
     assert torch.autograd.gradgradcheck(_functional(m), (x, h0, *m.parameters()))
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_gradgradcheck_module_packed(bidirectional):
     torch.manual_seed(0)
     m = FusedRNN(2, 3, num_layers=2, bidirectional=bidirectional, dtype=torch.float64)

@@ -263,6 +263,7 @@ _LONG_SEQUENCE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_very_long_sequence_memory_bounded():
     """T = 100 000 forward and backward: the peak RSS growth stays within a few output-sized
     buffers (the input's copy and gradient, output, its gradient, dz), not per-step allocations
@@ -282,6 +283,7 @@ def _rss_bytes():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
 def test_no_memory_growth_over_1000_training_iterations():
     torch.manual_seed(0)
