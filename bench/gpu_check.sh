@@ -8,7 +8,7 @@
 #   2. build          pip install --no-build-isolation --no-deps -e .
 #                     (TORCH_CUDA_ARCH_LIST=9.0 and MAX_JOBS=16 unless already set)
 #   3. pytest         pytest tests -q --maxfail=25  (all tests, CUDA included)
-#   4. sanitizers     compute-sanitizer memcheck, racecheck, synccheck and initcheck on bench/sanitize_case.py
+#   4. sanitizers     compute-sanitizer memcheck, racecheck, synccheck and initcheck on tools/sanitize_case.py
 #                     for each kernel path (stepwise, persistent): forward and backward, every dtype
 #   5. benchmark      python bench/bench_rnn.py --gpu-report LOGDIR/report.md  (if present)
 # Prints a PASS/FAIL summary last; exits non-zero if any step failed.
@@ -60,14 +60,14 @@ want pytest && step pytest "$PY" -m pytest tests -q -rs --maxfail=25  # not -x: 
 want sanitize && for k in stepwise persistent; do
   # No caching allocator under memcheck, so that out-of-bounds accesses hit allocation edges.
   step "memcheck_$k" env RNNFUSED_KERNEL=$k PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
-    "$SANITIZER" --tool memcheck --error-exitcode 99 --leak-check no "$PY" bench/sanitize_case.py
+    "$SANITIZER" --tool memcheck --error-exitcode 99 --leak-check no "$PY" tools/sanitize_case.py
   step "racecheck_$k" env RNNFUSED_KERNEL=$k \
-    "$SANITIZER" --tool racecheck --racecheck-report all --error-exitcode 99 "$PY" bench/sanitize_case.py
+    "$SANITIZER" --tool racecheck --racecheck-report all --error-exitcode 99 "$PY" tools/sanitize_case.py
   step "synccheck_$k" env RNNFUSED_KERNEL=$k \
-    "$SANITIZER" --tool synccheck --error-exitcode 99 "$PY" bench/sanitize_case.py
+    "$SANITIZER" --tool synccheck --error-exitcode 99 "$PY" tools/sanitize_case.py
   # The state workspace starts uninitialised: every element must be written before it is read.
   step "initcheck_$k" env RNNFUSED_KERNEL=$k PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
-    "$SANITIZER" --tool initcheck --error-exitcode 99 "$PY" bench/sanitize_case.py
+    "$SANITIZER" --tool initcheck --error-exitcode 99 "$PY" tools/sanitize_case.py
 done
 
 if ! want bench; then

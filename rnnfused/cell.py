@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
-from .module import _any_autocast, _autocast, _autocast_dtype
+from ._autocast import any_autocast, autocast_dtype, cast
 
 __all__ = ["FusedRNNCell"]
 
@@ -63,11 +63,11 @@ class FusedRNNCell(nn.RNNCellBase):
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
         if not torch.jit.is_scripting():
             w_ih, w_hh, b_ih, b_hh = self._weights()
-            if _any_autocast():
-                dtype = _autocast_dtype(input.device.type)
-                input, hx = _autocast(input, dtype), _autocast(hx, dtype)
-                w_ih, w_hh = _autocast(w_ih, dtype), _autocast(w_hh, dtype)
-                b_ih, b_hh = _autocast(b_ih, dtype), _autocast(b_hh, dtype)
+            if any_autocast():
+                dtype = autocast_dtype(input.device.type)
+                input, hx = cast(input, dtype), cast(hx, dtype)
+                w_ih, w_hh = cast(w_ih, dtype), cast(w_hh, dtype)
+                b_ih, b_hh = cast(b_ih, dtype), cast(b_hh, dtype)
             if _onnx.in_dynamo_export():
                 ret = _onnx.cell_symbolic(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
             else:

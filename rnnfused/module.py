@@ -21,6 +21,8 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
+from ._autocast import cast_all
+from .cell import FusedRNNCell
 
 __all__ = ["FusedRNN", "convert"]
 
@@ -116,7 +118,7 @@ class FusedRNN(nn.RNNBase):
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         relu = self.mode == "RNN_RELU"
         if not torch.jit.is_scripting():
-            x, hx, weights = _autocast_all(x, hx, self._weights())
+            x, hx, weights = cast_all(x, hx, self._weights())
             self._check_devices(x, hx, weights[0])
             if _onnx.in_dynamo_export():
                 output, hidden = _onnx.rnn_symbolic(self, x, hx, weights, batch_sizes)
@@ -200,43 +202,10 @@ class FusedRNN(nn.RNNBase):
         return fused
 
 
-def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
-    """The dtype nn.RNN computes in under torch.autocast on this device type, or None when
-    autocast is off. nn.RNN's matmuls are on autocast's lower-precision list (on the CPU it
-    runs the whole recurrence in the autocast dtype; cuDNN casts input, h0 and weights)."""
-    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
-        return None
-    return torch.get_autocast_dtype(device_type)
-
-
-def _autocast(t: Optional[Tensor], dtype: Optional[torch.dtype]) -> Optional[Tensor]:
-    """Autocast's eligibility rule: floating tensors other than float64 are cast."""
-    if dtype is None or t is None or not t.is_floating_point() or t.dtype == torch.float64:
-        return t
-    return t.to(dtype)
-
-
-# One cheap call that says whether autocast is on for any device (the per-device query needs the
-# tensor's device first, which costs more than the whole check when autocast is off).
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
-
-
-def _autocast_all(x: Tensor, hx: Tensor, weights: List[Tensor]) -> Tuple[Tensor, Tensor, List[Tensor]]:
-    """x, hx and the weights as nn.RNN computes with them under autocast (unchanged when it is
-    off). Eager mode only: TorchScript has no autocast state to read here."""
-    if not _any_autocast():
-        return x, hx, weights
-    dtype = _autocast_dtype(x.device.type)
-    if dtype is None:
-        return x, hx, weights
-    return _autocast(x, dtype), _autocast(hx, dtype), [_autocast(w, dtype) for w in weights]
-
-
 def convert(model: nn.Module) -> nn.Module:
     """Replace every torch.nn.RNN and torch.nn.RNNCell inside `model` (in place) by a FusedRNN or
     FusedRNNCell sharing its parameters. Returns the model; if `model` itself is one of them,
     returns its replacement."""
-    from .cell import FusedRNNCell
 
     def swap(m: nn.Module) -> Optional[nn.Module]:
         if isinstance(m, nn.RNN):

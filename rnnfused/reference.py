@@ -1,12 +1,155 @@
-"""A pure-PyTorch reference of the rnnfused ops, step by step, for tests: slow and plain.
+"""The semantics of the rnnfused ops in plain, slow PyTorch: the reference the tests compare
+against (when they do not compare against torch.nn itself).
 
-It defines the ops' semantics (csrc/rnn.h) independently of the kernels, including what nn.RNN
-cannot express: per-item lengths of 0, unsorted lengths, either direction. Autograd through it
-gives the reference gradients."""
-from typing import Optional, Tuple
+Three levels, each built from the one below, each with the arguments of the op it defines:
+
+- ``rnn_cell_ref``: one step of one cell, what ``nn.RNNCell`` computes (``rnnfused.ops.rnn_cell``);
+- ``rnn_fwd_ref``: one layer, one direction over a time-major sequence, with per-item lengths
+  (0 and unsorted allowed: zero output and an unchanged state past an item's length) and either
+  direction, which nn.RNN cannot express (``rnnfused.ops.rnn_fwd``);
+- ``rnn_ref``: the whole module, nn.RNN's forward: layers × directions, the dropout between
+  layers given its noise, padded or packed input, h0 (``rnnfused.ops.rnn``).
+
+Under them, the generic forms ``cell_step``, ``layer`` and ``stack`` take the cell as a
+definition (``Cell``): how many gate blocks its weights stack, whether it carries a second state
+(LSTM's c), and its pointwise step from the two projections to the new state. Elman (tanh, relu)
+is the only cell today; another cell is one more definition here.
+
+Step by step, in the inputs' dtype (tests pass float64 for an exact answer); autograd through it
+gives the reference gradients.
+"""
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+__all__ = ["Cell", "RNN_TANH", "RNN_RELU", "CELLS", "elman", "cell_step", "layer", "stack",
+           "rnn_cell_ref", "rnn_fwd_ref", "rnn_ref"]
+
+State = Tuple[Tensor, ...]  # (h,), or (h, c) for a cell with a second state
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell as a definition.
+
+    name: nn.RNNBase's mode string ("RNN_TANH", ...).
+    gates: gate blocks stacked in W_ih's and W_hh's rows and in the biases (gates * H rows each).
+    second_state: whether the state is (h, c) rather than (h,).
+    pointwise: (gi, gh, state) -> new state, where gi = x W_ihᵀ + b_ih and gh = h W_hhᵀ + b_hh
+        (gates * H columns each; kept apart because a cell may gate them differently) and state is
+        the current state; the new state's first element is the output h.
+    """
+
+    name: str
+    gates: int
+    second_state: bool
+    pointwise: Callable[[Tensor, Tensor, State], State]
+
+
+# Elman: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).
+RNN_TANH = Cell("RNN_TANH", gates=1, second_state=False, pointwise=lambda gi, gh, s: (torch.tanh(gi + gh),))
+RNN_RELU = Cell("RNN_RELU", gates=1, second_state=False, pointwise=lambda gi, gh, s: (torch.relu(gi + gh),))
+CELLS = {c.name: c for c in (RNN_TANH, RNN_RELU)}  # by nn.RNNBase's mode
+
+
+def elman(relu: bool) -> Cell:
+    """The Elman cell of the ops' `relu` flag."""
+    return RNN_RELU if relu else RNN_TANH
+
+
+def cell_step(cell: Cell, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
+              b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None) -> State:
+    """One step of `cell` on x (B, I) from `state`: the new state."""
+    gi = x @ w_ih.t()
+    if b_ih is not None:
+        gi = gi + b_ih
+    gh = state[0] @ w_hh.t()
+    if b_hh is not None:
+        gh = gh + b_hh
+    return cell.pointwise(gi, gh, state)
+
+
+def layer(cell: Cell, x: Tensor, state0: State, w_ih: Tensor, w_hh: Tensor,
+          b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None,
+          lengths: Optional[Tensor] = None, reverse: bool = False) -> Tuple[Tensor, State]:
+    """One layer, one direction of `cell` over x (T, B, I) from state0 (each (B, H)).
+
+    Item b takes part in steps t < lengths[b] only (all T without lengths), walked from T - 1 down
+    to 0 when reverse: past its length its output is zero and its state stays. Returns the
+    output (T, B, H) and the final state."""
+    T, B = x.shape[:2]
+    H = w_hh.shape[1]
+    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu()
+    state = tuple(state0)
+    outs: List[Optional[Tensor]] = [None] * T
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        new = cell_step(cell, x[t], state, w_ih, w_hh, b_ih, b_hh)
+        active = (t < lengths).to(x.device).unsqueeze(1)
+        outs[t] = torch.where(active, new[0], torch.zeros_like(new[0]))
+        state = tuple(torch.where(active, n, s) for n, s in zip(new, state))
+    out = torch.stack(outs) if T else x.new_zeros((0, B, H))
+    return out, state
+
+
+def stack(cell: Cell, input: Tensor, state0: State, params: Sequence[Tensor],
+          batch_sizes: Optional[Tensor] = None, has_biases: bool = True, num_layers: int = 1,
+          bidirectional: bool = False, dropout_noise: Optional[Sequence[Tensor]] = None
+          ) -> Tuple[Tensor, State]:
+    """The whole module: `num_layers` layers of `cell`, each in one or two directions, the
+    directions' outputs concatenated as the next layer's input.
+
+    input: (T, B, I), or a PackedSequence's data (N, I) with its batch_sizes (then each item runs
+    for its own length and the output is packed the same way). state0: each (L * D, B, H).
+    params: nn.RNN's `_flat_weights` order (per layer, per direction: w_ih, w_hh[, b_ih, b_hh]).
+    dropout_noise: None, or one tensor per layer but the last, multiplying that layer's output
+    before the next layer reads it, on the rows nn.RNN applies F.dropout to (the packed rows
+    when packed): F.dropout's noise, 0 or 1 / (1 - p).
+    Returns the output ((T, B, D * H) or packed (N, D * H)) and the final state (each (L * D, B, H))."""
+    D = 2 if bidirectional else 1
+    P = 4 if has_biases else 2
+    if len(params) != num_layers * D * P:
+        raise ValueError(f"expected {num_layers * D * P} parameter tensors, got {len(params)}")
+    if dropout_noise is not None and len(dropout_noise) != num_layers - 1:
+        raise ValueError(f"expected {num_layers - 1} dropout noise tensors, got {len(dropout_noise)}")
+    if batch_sizes is not None:
+        T, B = len(batch_sizes), int(batch_sizes[0])
+        lengths = (torch.arange(B).unsqueeze(0) < batch_sizes.cpu().unsqueeze(1)).sum(0)
+        x = pad_packed_sequence(PackedSequence(input, batch_sizes), total_length=T)[0]
+    else:
+        lengths, x = None, input
+
+    def pack(t: Tensor) -> Tensor:
+        return pack_padded_sequence(t, lengths).data if batch_sizes is not None else t
+
+    def unpack(rows: Tensor) -> Tensor:
+        if batch_sizes is None:
+            return rows
+        return pad_packed_sequence(PackedSequence(rows, batch_sizes), total_length=x.shape[0])[0]
+
+    finals: List[State] = []
+    for l in range(num_layers):
+        outs = []
+        for d in range(D):
+            k = l * D + d
+            w = params[k * P:(k + 1) * P]
+            out, state = layer(cell, x, tuple(s[k] for s in state0), w[0], w[1],
+                               *(w[2:] if has_biases else (None, None)), lengths=lengths, reverse=d == 1)
+            outs.append(out)
+            finals.append(state)
+        x = torch.cat(outs, 2)
+        if l < num_layers - 1 and dropout_noise is not None:
+            x = unpack(pack(x) * dropout_noise[l])
+    n_states = len(state0)
+    return pack(x), tuple(torch.stack([s[i] for s in finals]) for i in range(n_states))
+
+
+def rnn_cell_ref(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
+                 b_hh: Optional[Tensor] = None, relu: bool = False) -> Tensor:
+    """Same arguments and result as rnnfused.ops.rnn_cell (nn.RNNCell's forward)."""
+    return cell_step(elman(relu), input, (hx,), w_ih, w_hh, b_ih, b_hh)[0]
 
 
 def rnn_fwd_ref(
@@ -21,19 +164,31 @@ def rnn_fwd_ref(
     reverse: bool = False,
 ) -> Tuple[Tensor, Tensor]:
     """Same arguments and results as rnnfused.ops.rnn_fwd."""
-    T, B, _ = input.shape
-    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu()
-    act = torch.relu if relu else torch.tanh
-    h = h0
-    outs = [None] * T
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
-        z = input[t] @ w_ih.t() + h @ w_hh.t()
-        if b_ih is not None:
-            z = z + b_ih
-        if b_hh is not None:
-            z = z + b_hh
-        active = (t < lengths).to(input.device).unsqueeze(1)
-        h_new = act(z)
-        outs[t] = torch.where(active, h_new, torch.zeros_like(h_new))
-        h = torch.where(active, h_new, h)
-    return torch.stack(outs), h
+    out, state = layer(elman(relu), input, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    return out, state[0]
+
+
+def rnn_ref(
+    input: Tensor,
+    hx: Tensor,
+    params: Sequence[Tensor],
+    batch_sizes: Optional[Tensor] = None,
+    has_biases: bool = True,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    relu: bool = False,
+    dropout: float = 0.0,
+    train: bool = False,
+    dropout_noise: Optional[Sequence[Tensor]] = None,
+) -> Tuple[Tensor, Tensor]:
+    """Same arguments and results as rnnfused.ops.rnn (nn.RNN's forward), plus the dropout noise.
+
+    The op draws its dropout noise itself (as F.dropout does, when train and dropout > 0 and there
+    is more than one layer); the reference is given it: `dropout_noise`, see `stack`. It is
+    required exactly when the op would draw noise and ignored otherwise."""
+    active = dropout > 0 and train and num_layers > 1
+    if active and dropout_noise is None:
+        raise ValueError("rnn_ref: dropout is active: pass the noise it applies (dropout_noise)")
+    out, state = stack(elman(relu), input, (hx,), params, batch_sizes, has_biases, num_layers,
+                       bidirectional, dropout_noise if active else None)
+    return out, state[0]

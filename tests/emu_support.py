@@ -10,7 +10,7 @@ RNNFUSED_EMULATE:
   makes FusedRNN's CPU calls of rnnfused::<op> run rnnfused_emu::<op>.
 - check_binary(variant): the standalone checker csrc/emu/check_main.cpp (no Python), plain or
   with AddressSanitizer + UBSan ("asan") or ThreadSanitizer ("tsan"), for the sanitizer runs and
-  the mutation check (tests/emu/mutate.py). Built into build/emu-check/<variant>/.
+  the mutation check (tools/emu_mutate.py). Built into build/emu-check/<variant>/.
 """
 import contextlib
 import hashlib

@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from rnnbench.plot import sweeps  # noqa: E402
 
 
+@pytest.mark.slow
 def test_bench_writes_results_folder(tmp_path):
     out = tmp_path / "results"
     cmd = [sys.executable, str(ROOT / "bench" / "bench_rnn.py"), "--device", "cpu", "--self-test",
@@ -36,6 +39,7 @@ def test_bench_writes_results_folder(tmp_path):
     assert "## Memory" in report and "![speedup](speedup.png)" in report
 
 
+@pytest.mark.slow
 def test_no_save_writes_nothing(tmp_path):
     cmd = [sys.executable, str(ROOT / "bench" / "bench_rnn.py"), "--device", "cpu", "--self-test",
            "--shapes", "1,8,10", "--reps", "1", "--warmup", "0", "--no-save", "--no-memory"]
@@ -64,6 +68,7 @@ def test_sweeps_vary_one_dimension_only():
     assert sweeps(rows, "fwd+bwd", "H", "x_ref") == []
 
 
+@pytest.mark.slow
 def test_stepping_bench_runs_and_checks_answers(tmp_path):
     """bench_stepping.py: every row runs, its answers agree with nn's, and the report is written."""
     report = tmp_path / "stepping.md"

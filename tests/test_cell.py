@@ -10,14 +10,10 @@ from torch._dynamo.utils import counters
 
 import rnnfused
 from rnnfused import FusedRNN, FusedRNNCell, ops
+from rnnfused.reference import rnn_cell_ref
+from support import assert_close_all, check_errors, make_pair, run_fwd_bwd
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
-
-
-def _pair(I=5, H=7, dtype=torch.float64, seed=0, **kw):
-    torch.manual_seed(seed)
-    ref = nn.RNNCell(I, H, dtype=dtype, **kw)
-    return ref, FusedRNNCell.from_cell(ref)
 
 
 def _run(cell, x, hx, seed=1):
@@ -40,7 +36,7 @@ def _run(cell, x, hx, seed=1):
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("with_hx", [True, False])
 def test_matches_nn_rnncell(dtype, nonlinearity, bias, batched, with_hx, cpu_kernel):
-    ref, fused = _pair(dtype=dtype, nonlinearity=nonlinearity, bias=bias)
+    ref, fused = make_pair(5, 7, module=nn.RNNCell, dtype=dtype, nonlinearity=nonlinearity, bias=bias)
     g = torch.Generator().manual_seed(2)
     x = torch.randn((3, 5) if batched else (5,), generator=g, dtype=dtype)
     hx = torch.randn((3, 7) if batched else (7,), generator=g, dtype=dtype) if with_hx else None
@@ -69,7 +65,7 @@ def test_constructor_parameters_init_repr_like_nn_rnncell():
 
 
 def test_state_dict_both_ways():
-    ref, _ = _pair()
+    ref, _ = make_pair(5, 7, module=nn.RNNCell, dtype=torch.float64)
     fused = FusedRNNCell(5, 7, dtype=torch.float64)
     fused.load_state_dict(ref.state_dict())
     back = nn.RNNCell(5, 7, dtype=torch.float64)
@@ -106,7 +102,7 @@ def test_convert_swaps_rnncell_and_shares_parameters():
     ],
 )
 def test_bad_inputs_raise_like_nn_rnncell(x_shape, hx_shape, error, match):
-    ref, fused = _pair()
+    ref, fused = make_pair(5, 7, module=nn.RNNCell, dtype=torch.float64)
     x = torch.randn(x_shape, dtype=torch.float64)
     hx = None if hx_shape is None else torch.randn(hx_shape, dtype=torch.float64)
     with pytest.raises(error, match=match):
@@ -123,7 +119,7 @@ def test_unknown_nonlinearity_raises_at_forward_like_nn_rnncell():
 
 
 def test_dtype_mismatch_raises_runtime_error_like_nn_rnncell():
-    ref, fused = _pair(dtype=torch.float32)
+    ref, fused = make_pair(5, 7, module=nn.RNNCell)
     x = torch.randn(2, 5, dtype=torch.float64)
     with pytest.raises(RuntimeError):
         ref(x)
@@ -144,13 +140,6 @@ def _cell_args(B=3, I=4, H=5, bias=True, relu=False, requires_grad=True):
     return (r(B, I), r(B, H), r(H, I), r(H, H), r(H) if bias else None, r(H) if bias else None, relu)
 
 
-def _cell_ref(x, h, w_ih, w_hh, b_ih, b_hh, relu):
-    z = x @ w_ih.t() + h @ w_hh.t()
-    if b_ih is not None:
-        z = z + b_ih + b_hh
-    return torch.relu(z) if relu else torch.tanh(z)
-
-
 CELL_CASES = [dict(), dict(relu=True), dict(bias=False), dict(B=1, I=9, H=3), dict(B=0)]
 
 
@@ -158,7 +147,7 @@ CELL_CASES = [dict(), dict(relu=True), dict(bias=False), dict(B=1, I=9, H=3), di
 def test_cell_op_matches_float64_reference(case, cpu_kernel):
     args = _cell_args(**case)
     tensors = [a for a in args[:6] if a is not None]
-    got, want = ops.rnn_cell(*args), _cell_ref(*args)
+    got, want = ops.rnn_cell(*args), rnn_cell_ref(*args)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     up = torch.randn(want.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(got, tensors, up), torch.autograd.grad(want, tensors, up)):
@@ -191,9 +180,9 @@ def test_cell_bwd_opcheck_and_mask(mask):
 
 def test_cell_half_types_within_twice_nn_error():
     """bfloat16 / float16: stored low, computed in float32; error against float64 at most 2x
-    nn.RNNCell's own in the same dtype (DESIGN.md's rule)."""
+    nn.RNNCell's own in the same dtype (the numerical rule, tests/support.py), no floor."""
     for dtype in (torch.bfloat16, torch.float16):
-        ref64, _ = _pair(I=16, H=32)
+        ref64, _ = make_pair(16, 32, module=nn.RNNCell, dtype=torch.float64)
         x = torch.randn(4, 16, dtype=torch.float64)
         h = torch.randn(4, 32, dtype=torch.float64)
         ref = copy.deepcopy(ref64).to(dtype)
@@ -201,9 +190,8 @@ def test_cell_half_types_within_twice_nn_error():
         exact = nn.RNNCell(16, 32, dtype=torch.float64)
         exact.load_state_dict({k: v.to(dtype).double() for k, v in ref64.state_dict().items()})
         want = exact(x.to(dtype).double(), h.to(dtype).double())
-        theirs = (ref(x.to(dtype), h.to(dtype)).double() - want).abs().max()
-        ours = (fused(x.to(dtype), h.to(dtype)).double() - want).abs().max()
-        assert theirs > 0 and ours <= 2 * theirs, (dtype, ours, theirs)
+        theirs, ours = ref(x.to(dtype), h.to(dtype)), fused(x.to(dtype), h.to(dtype))
+        check_errors([ours], [theirs], [want], ["output"], dtype, floor=0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,7 +201,7 @@ def test_cell_half_types_within_twice_nn_error():
 def test_compile_fullgraph_python_loop_of_cell_calls():
     torch._dynamo.reset()
     counters.clear()
-    ref, fused = _pair(dtype=torch.float32)
+    ref, fused = make_pair(5, 7, module=nn.RNNCell)
 
     def unroll(cell, xs, h):
         outs = []
@@ -238,7 +226,7 @@ def test_compile_fullgraph_python_loop_of_cell_calls():
 
 
 def test_torchscript_cell_and_save_load():
-    ref, fused = _pair(dtype=torch.float32, nonlinearity="relu")
+    ref, fused = make_pair(5, 7, module=nn.RNNCell, nonlinearity="relu")
 
     class Net(nn.Module):
         def __init__(self, cell):
@@ -274,9 +262,7 @@ def test_torchscript_cell_and_save_load():
 )
 @pytest.mark.parametrize("T", [1, 3])
 def test_step_and_hoist_modes_agree_with_each_other_and_nn_rnn(kw, T, cpu_kernel, monkeypatch):
-    from conftest import assert_close_all, make_pair, run_fwd_bwd
-
-    ref, fused = make_pair(input_size=5, hidden_size=6, **kw)
+    ref, fused = make_pair(input_size=5, hidden_size=6, dtype=torch.float64, twin="load", **kw)
     B = 3
     x = torch.randn((B, T, 5) if fused.batch_first else (T, B, 5), dtype=torch.float64)
     h0 = torch.randn(fused.num_layers * (2 if fused.bidirectional else 1), B, 6, dtype=torch.float64)

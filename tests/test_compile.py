@@ -12,7 +12,7 @@ from torch._dynamo.utils import counters
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnfused
-from conftest import requires_cuda
+from support import make_pair, requires_cuda
 from rnnfused import FusedRNN
 
 
@@ -26,14 +26,6 @@ def _fresh_dynamo():
     counters.clear()
     yield
     torch._dynamo.reset()
-
-
-def _pair(seed=0, **kw):
-    torch.manual_seed(seed)
-    args = dict(input_size=5, hidden_size=7)
-    args.update(kw)
-    rnn = nn.RNN(**args)
-    return rnn, FusedRNN.from_rnn(rnn)
 
 
 def _fwd_bwd(model, x, hx=None, mark_dynamic=False):
@@ -68,7 +60,7 @@ def _assert_same(a, b, atol=1e-6, rtol=1e-5):
 
 
 def test_nn_rnn_breaks_the_graph_but_fused_rnn_does_not():
-    rnn, fused = _pair()
+    rnn, fused = make_pair(5, 7)
     x = torch.randn(4, 3, 5)
     with pytest.raises(torch._dynamo.exc.Unsupported, match="RNN"):
         torch.compile(rnn, fullgraph=True, backend="eager")(x)
@@ -90,7 +82,7 @@ def test_nn_rnn_breaks_the_graph_but_fused_rnn_does_not():
     ids=["plain", "2layer-bidir-relu-hx", "batch_first-nobias-hx"],
 )
 def test_fullgraph_forward_backward_matches_eager(kw, with_hx):
-    rnn, fused = _pair(**kw)
+    rnn, fused = make_pair(5, 7, **kw)
     T, B = 6, 3
     x = torch.randn((B, T, 5) if fused.batch_first else (T, B, 5))
     hx = torch.randn(fused.num_layers * (2 if fused.bidirectional else 1), B, 7) if with_hx else None
@@ -102,7 +94,7 @@ def test_fullgraph_forward_backward_matches_eager(kw, with_hx):
 
 
 def test_unbatched_input_compiles():
-    rnn, fused = _pair(num_layers=2)
+    rnn, fused = make_pair(5, 7, num_layers=2)
     x = torch.randn(6, 5)
     out, h = torch.compile(fused, fullgraph=True, backend="aot_eager")(x)
     ref_out, ref_h = rnn(x)
@@ -127,7 +119,7 @@ SHAPES = [(6, 3), (8, 2), (3, 6), (11, 4)]
 
 
 def test_dynamic_true_no_recompile_across_batch_and_length():
-    _, fused = _pair(num_layers=2)
+    _, fused = make_pair(5, 7, num_layers=2)
     compiled = torch.compile(fused, fullgraph=True, dynamic=True, backend="aot_eager")
     _shapes_without_recompile(compiled, fused, SHAPES)
     assert counters["stats"]["unique_graphs"] == 1
@@ -135,7 +127,7 @@ def test_dynamic_true_no_recompile_across_batch_and_length():
 
 
 def test_mark_dynamic_no_recompile_across_batch_and_length():
-    _, fused = _pair()
+    _, fused = make_pair(5, 7)
     compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
     _shapes_without_recompile(compiled, fused, SHAPES, mark=True)
     assert counters["stats"]["unique_graphs"] == 1
@@ -166,7 +158,7 @@ def test_convert_model_then_compile_fullgraph():
 def test_packed_sequence_compiles_with_a_graph_break():
     """PackedSequence shapes depend on batch_sizes' values: FusedRNN pads/packs eagerly under
     torch.compile (graph breaks around it, fullgraph=False) and the result equals eager."""
-    rnn, fused = _pair(bidirectional=True)
+    rnn, fused = make_pair(5, 7, bidirectional=True)
     x = torch.randn(6, 3, 5)
     lengths = torch.tensor([6, 4, 2])
     compiled = torch.compile(fused, backend="aot_eager")
@@ -176,6 +168,7 @@ def test_packed_sequence_compiles_with_a_graph_break():
     torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_inductor_training_matches_eager():
     """The default backend (inductor) on a small model around FusedRNN: three SGD steps, compiled
     and eager from identical weights, stay equal."""
@@ -216,13 +209,9 @@ def test_inductor_training_matches_eager():
 CUDA_KERNELS = ["auto", "stepwise", "persistent"]
 
 
-def _cuda_pair(kernel_env, monkeypatch, **kw):
+def _cuda_pair(kernel_env, monkeypatch, num_layers=2, **kw):
     monkeypatch.setenv("RNNFUSED_KERNEL", kernel_env)
-    torch.manual_seed(0)
-    args = dict(input_size=16, hidden_size=64, num_layers=2)
-    args.update(kw)
-    rnn = nn.RNN(**args).cuda()
-    return rnn, FusedRNN.from_rnn(rnn)
+    return make_pair(16, 64, num_layers=num_layers, device="cuda", **kw)
 
 
 @requires_cuda

@@ -1,6 +1,6 @@
 """The CPU kernels of every instruction set the processor supports (RNNFUSED_CPU_ISA), on both
 paths (RNNFUSED_CPU_KERNEL) and split across threads (RNNFUSED_CPU_SPLIT), against a float64
-reference; the float32 tanh's error bound; the fused cell step (step_fwd_cpu /
+reference (rnnfused.reference); the float32 tanh's error bound; the fused cell step (step_fwd_cpu /
 step_bwd_cpu, called directly through a tiny C shim linked to rnnfused._C).
 
 vec16 is the AVX-512 register blocking (16 float / 8 double lanes) built portably: it runs the
@@ -18,6 +18,7 @@ import torch
 
 import rnnfused
 from rnnfused import ops
+from rnnfused.reference import rnn_cell_ref, rnn_fwd_ref
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -58,23 +59,6 @@ def isa(request, monkeypatch):
     return request.param
 
 
-def reference(x, h0, w_ih, w_hh, b, relu, reverse, lengths=None):
-    """float64 step-by-step forward of one layer-direction (zeros past each item's length)."""
-    x, h0, w_ih, w_hh, b = (t.double() for t in (x, h0, w_ih, w_hh, b))
-    T, B = x.shape[:2]
-    lens = lengths.tolist() if lengths is not None else [T] * B
-    out = torch.zeros(T, B, w_hh.shape[0], dtype=torch.float64)
-    h = h0.clone()
-    steps = range(T - 1, -1, -1) if reverse else range(T)
-    for t in steps:
-        z = x[t] @ w_ih.t() + b + h @ w_hh.t()
-        hn = torch.relu(z) if relu else torch.tanh(z)
-        active = torch.tensor([t < l for l in lens])
-        h = torch.where(active[:, None], hn, h)
-        out[t] = torch.where(active[:, None], hn, torch.zeros_like(hn))
-    return out, h
-
-
 # Shapes chosen for the blockings: H below, at and off the vector widths (8 and 16 float lanes,
 # 4-column dot tiles), B off the row blocks (2, 3, 4 rows) and above them.
 SHAPES = [(1, 1, 3, 3), (3, 7, 5, 4), (5, 16, 9, 3), (2, 33, 20, 3), (7, 67, 31, 2),
@@ -107,7 +91,8 @@ def test_forward_backward_vs_float64(isa, path, split, form, proj, relu, dtype, 
         xr = x.clone().requires_grad_()
         h0r = h0.clone().requires_grad_()
         out, hn = rnnfused.ops.rnn_fwd(xr, h0r, w_ih, w_hh, b, None, lengths, relu, reverse)
-        ro, rh = reference(x, h0, w_ih.detach(), w_hh.detach(), b, relu, reverse, lengths)
+        ro, rh = rnn_fwd_ref(*(t.double() for t in (x, h0, w_ih.detach(), w_hh.detach(), b)), None, lengths,
+                             relu, reverse)
         torch.testing.assert_close(out.double(), ro, **tol, msg=f"output {B, H, I, T}")
         torch.testing.assert_close(hn.double(), rh, **tol, msg=f"h_n {B, H, I, T}")
         # Backward against autograd through the float64 reference.
@@ -115,7 +100,7 @@ def test_forward_backward_vs_float64(isa, path, split, form, proj, relu, dtype, 
         gh = torch.randn(hn.shape, generator=g, dtype=dtype)
         grads = torch.autograd.grad((out * go).sum() + (hn * gh).sum(), [xr, h0r, w_ih, w_hh])
         leaves = [t.detach().double().requires_grad_() for t in (x, h0, w_ih, w_hh)]
-        ro2, rh2 = reference(*leaves, b, relu, reverse, lengths)
+        ro2, rh2 = rnn_fwd_ref(*leaves, b.double(), None, lengths, relu, reverse)
         want = torch.autograd.grad((ro2 * go.double()).sum() + (rh2 * gh.double()).sum(), leaves)
         for name, got_g, want_g in zip(["input", "h0", "w_ih", "w_hh"], grads, want):
             torch.testing.assert_close(got_g.double(), want_g, **tol, msg=f"grad {name} {B, H, I, T}")
@@ -307,11 +292,11 @@ def test_cell_vs_float64(cell_lib, isa, B, I, H, relu, dtype):
     dbl = int(dtype == torch.float64)
     assert cell_lib.cell_fwd(dbl, _p(x), _p(h), _p(wih), _p(whh), _p(bih), _p(bhh), _p(out),
                              B, I, H, int(relu)) == 0
-    leaves = [t.double().requires_grad_() for t in (x, h, wih, whh)]
-    z = leaves[0] @ leaves[2].t() + bih.double() + leaves[1] @ leaves[3].t()
-    if bhh is not None:
-        z = z + bhh.double()
-    ref = torch.relu(z) if relu else torch.tanh(z)
+    x64, h64 = (t.double().requires_grad_() for t in (x, h))
+    # Zeros added to b_ih, one per output: their gradient is dz, the pre-activation's gradient.
+    pre = torch.zeros(B, H, dtype=torch.float64, requires_grad=True)
+    ref = rnn_cell_ref(x64, h64, wih.double(), whh.double(), bih.double() + pre,
+                       None if bhh is None else bhh.double(), relu)
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
     torch.testing.assert_close(out.double(), ref.detach(), **tol)
     # nn.RNNCell on the same weights, in the same dtype.
@@ -327,16 +312,15 @@ def test_cell_vs_float64(cell_lib, isa, B, I, H, relu, dtype):
     gh = torch.empty(B, H, dtype=dtype)
     assert cell_lib.cell_bwd(dbl, _p(gout), _p(out), _p(wih), _p(whh), _p(dz), _p(gx), _p(gh),
                              B, I, H, int(relu)) == 0
-    hd = out.double()
-    dz_ref = gout.double() * ((hd > 0).double() if relu else 1 - hd * hd)
+    dz_ref, gx_ref, gh_ref = torch.autograd.grad(ref, [pre, x64, h64], gout.double())
     torch.testing.assert_close(dz.double(), dz_ref, **tol)
-    torch.testing.assert_close(gx.double(), dz_ref @ wih.double(), **tol)
-    torch.testing.assert_close(gh.double(), dz_ref @ whh.double(), **tol)
+    torch.testing.assert_close(gx.double(), gx_ref, **tol)
+    torch.testing.assert_close(gh.double(), gh_ref, **tol)
     # Either gradient may be skipped (nullptr); dz still comes.
     gh2 = torch.full((B, H), 7.0, dtype=dtype)
     assert cell_lib.cell_bwd(dbl, _p(gout), _p(out), _p(wih), _p(whh), _p(dz), _p(None), _p(gh2),
                              B, I, H, int(relu)) == 0
-    torch.testing.assert_close(gh2.double(), dz_ref @ whh.double(), **tol)
+    torch.testing.assert_close(gh2.double(), gh_ref, **tol)
 
 
 def test_cell_threads_bitwise_identical(cell_lib):

@@ -1,7 +1,7 @@
 """CUDA tests of rnnfused: every kernel path (RNNFUSED_KERNEL=stepwise|persistent) against
 nn.RNN on the GPU (cuDNN) and against a float64 reference (the same weights in nn.RNN on the CPU).
 
-The comparison rule is in tests/rnn_compare.py, shared with the emulated tests
+The comparison rule is in tests/support.py, shared with the emulated tests
 (tests/test_emulated.py), which run this matrix's CUDA code path on the CPU under the emulator.
 """
 import itertools
@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 import rnnfused
-from rnn_compare import check, check_eval_mode_backward, compare, make, names, op_args, rand, run
+from support import check_errors, check_eval_mode_backward, compare, make, names, op_args, rand, run
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or not rnnfused.built_with_cuda(),
@@ -192,7 +192,7 @@ def test_second_gpu(kernel):
     ours = run(fused, x, h0, "cuda:1", torch.float32)
     theirs = run(rnn, x, h0, "cuda:1", torch.float32)
     refr = run(ref, x, h0, "cpu", torch.float64)
-    check(ours, theirs, refr, names(ref, True), torch.float32)
+    check_errors(ours, theirs, refr, names(ref, True), torch.float32)
 
 
 @pytest.mark.parametrize("H", [48, 300])  # 300: the persistent kernel needs a CTA group (G > 1)

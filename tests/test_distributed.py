@@ -97,6 +97,7 @@ def _worker(rank, port, tmpdir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_fused_matches_nn_rnn(tmp_path):
     ctx = mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False)
     deadline = time.monotonic() + TIMEOUT_S

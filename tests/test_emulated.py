@@ -5,7 +5,7 @@ test-only build rnnfused_emu::<op>, whose "CUDA" path runs the real heuristic, p
 and kernels (csrc/cuda) under the emulator. The matrix mirrors tests/test_cuda.py, for both
 kernels (RNNFUSED_KERNEL), on an emulated H100 (W_hh fits one CTA: G = 1, except at H = 257) and
 on a tiny device where W_hh needs a group of CTAs (G > 1, cooperative launch, per-step barrier),
-against nn.RNN on the CPU and a float64 reference (the rule in tests/rnn_compare.py).
+against nn.RNN on the CPU and a float64 reference (the rule in tests/support.py).
 
     python -m pytest tests -m emulated
 """
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import rnnfused
-from rnn_compare import check_eval_mode_backward, compare, make, op_args, rand, run
 from rnnfused.reference import rnn_fwd_ref
+from support import check_errors, check_eval_mode_backward, compare, make, op_args, rand, run
 
 import emu_support
 
@@ -267,10 +267,8 @@ def _cell_run(cell, x, hx, dtype, seed=21):
 def test_cell(dtype, nonlinearity, bias, batched, with_hx):
     """FusedRNNCell on the CUDA path vs nn.RNNCell in the same dtype and a float64 reference."""
     I, H, B = 40, 70, 5
-    torch.manual_seed(4)
-    ref = torch.nn.RNNCell(I, H, bias=bias, nonlinearity=nonlinearity, dtype=torch.float64)
-    theirs_cell = __import__("copy").deepcopy(ref).to(dtype)
-    ours_cell = rnnfused.FusedRNNCell.from_cell(__import__("copy").deepcopy(ref).to(dtype))
+    theirs_cell, ours_cell, ref = make(4, "cpu", dtype, module=torch.nn.RNNCell, input_size=I, hidden_size=H,
+                                       bias=bias, nonlinearity=nonlinearity)
     x = rand((B, I) if batched else (I,), 5)
     hx = rand((B, H) if batched else (H,), 6, 0.5) if with_hx else None
     with emulated_counted(None, "h100") as n:
@@ -278,14 +276,12 @@ def test_cell(dtype, nonlinearity, bias, batched, with_hx):
     assert n["cell_fwd_kernel"] == 1 and n["cell_bwd_kernel"] == 1
     theirs = _cell_run(theirs_cell, x, hx, dtype)
     refr = _cell_run(ref, x, hx, torch.float64)
-    for o, c, r in zip(ours, theirs, refr):
-        assert torch.isfinite(o).all()
-        scale = max(1.0, r.abs().max().item())
-        e_ours, e_them = (o - r).abs().max().item(), (c - r).abs().max().item()
-        if dtype in (torch.float32, torch.float64):
-            assert e_ours <= (1e-5 if dtype == torch.float32 else 1e-12) * scale
-        else:
-            assert e_ours <= 2 * e_them + (1e-4 if dtype == torch.float16 else 1e-3) * scale
+    cell_names = ["output", "grad_input"] + (["grad_hx"] if with_hx else []) + [
+        "grad_" + n for n, _ in ref.named_parameters()]
+    if dtype in (torch.float32, torch.float64):  # tighter than the module's bound: one step
+        check_errors(ours, None, refr, cell_names, dtype, tight=1e-5 if dtype == torch.float32 else 1e-12)
+    else:
+        check_errors(ours, theirs, refr, cell_names, dtype)
 
 
 @pytest.mark.parametrize("T", [1, 3])

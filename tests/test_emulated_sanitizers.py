@@ -1,7 +1,7 @@
 """The emulator's standalone checker (csrc/emu/check_main.cpp): the CUDA entry points under every
 schedule, and under AddressSanitizer + UBSan (out-of-bounds global and shared memory, misaligned
 vector loads) and ThreadSanitizer (races between CUDA threads and blocks) on smaller sets.
-The mutation check (tests/emu/mutate.py, run by .ci/run) proves these catch real bugs."""
+The mutation check (tools/emu_mutate.py, run by .ci/run) proves these catch real bugs."""
 import pytest
 
 import emu_support

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["sine_to_cosine.py", "sequence_classifier.py"])
 def test_example_agrees_runs_and_curves_match(script, tmp_path):
     png, log = tmp_path / "curves.png", tmp_path / "curves.json"

@@ -9,9 +9,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnfused import FusedRNN, FusedRNNCell
+from rnnfused import FusedRNN
+from support import make_pair
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
+
+# The two exporters; the dynamo one is in the slow tier (seconds an export here, more for the first
+# in a process).
+DYNAMO = [pytest.param(True, id="dynamo", marks=pytest.mark.slow), pytest.param(False, id="torchscript")]
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -35,12 +40,6 @@ class WrapNoH0(nn.Module):
 
     def forward(self, x):
         return self.rnn(x)
-
-
-def _pair(nonlinearity="tanh", batch_first=False, seed=0):
-    torch.manual_seed(seed)
-    ref = nn.RNN(3, 5, num_layers=2, bidirectional=True, nonlinearity=nonlinearity, batch_first=batch_first).eval()
-    return ref, FusedRNN.from_rnn(ref).eval()
 
 
 def _export(model, args, path, dynamo, batch_first=False, with_h0=True):
@@ -68,11 +67,11 @@ def _rnn_nodes(path):
     return [n for n in onnx.load(path).graph.node if n.op_type == "RNN"]
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 def test_onnx_export_runs_in_onnxruntime_like_nn_rnn(dynamo, nonlinearity, tmp_path):
     """2 layers, bidirectional: one export, then two batch sizes and two sequence lengths."""
-    ref, fused = _pair(nonlinearity)
+    ref, fused = (m.eval() for m in make_pair(3, 5, num_layers=2, bidirectional=True, nonlinearity=nonlinearity))
     x, h0 = torch.randn(6, 3, 3), torch.randn(4, 3, 5)
     path = str(tmp_path / "m.onnx")
     sess = _export(Wrap(fused), (x, h0), path, dynamo)
@@ -92,11 +91,9 @@ def test_onnx_export_runs_in_onnxruntime_like_nn_rnn(dynamo, nonlinearity, tmp_p
         torch.testing.assert_close(torch.from_numpy(hn), want_hn, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 def test_onnx_export_batch_first_default_h0_one_layer(dynamo, tmp_path):
-    torch.manual_seed(0)
-    ref = nn.RNN(3, 4, batch_first=True, bias=False).eval()
-    fused = FusedRNN.from_rnn(ref).eval()
+    ref, fused = (m.eval() for m in make_pair(3, 4, batch_first=True, bias=False))
     path = str(tmp_path / "m.onnx")
     sess = _export(WrapNoH0(fused), (torch.randn(2, 5, 3),), path, dynamo, batch_first=True, with_h0=False)
     assert len(_rnn_nodes(path)) == 1
@@ -112,7 +109,7 @@ def test_onnx_export_batch_first_default_h0_one_layer(dynamo, tmp_path):
 def test_onnx_torchscript_export_packed_sequence_uses_sequence_lens(tmp_path):
     """pack_padded_sequence -> FusedRNN -> pad_packed_sequence exports (dynamo=False) as ONNX RNN
     nodes with sequence_lens, through torch's own packing passes, as nn.RNN does."""
-    ref, fused = _pair()
+    ref, fused = (m.eval() for m in make_pair(3, 5, num_layers=2, bidirectional=True))
 
     class Packed(nn.Module):
         def __init__(self, rnn):
@@ -142,11 +139,9 @@ def test_onnx_torchscript_export_packed_sequence_uses_sequence_lens(tmp_path):
         torch.testing.assert_close(torch.from_numpy(hn), want_hn, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 def test_onnx_export_cell(dynamo, tmp_path):
-    torch.manual_seed(0)
-    ref = nn.RNNCell(3, 4, nonlinearity="relu")
-    fused = FusedRNNCell.from_cell(ref)
+    ref, fused = make_pair(3, 4, nonlinearity="relu", module=nn.RNNCell)
     path = str(tmp_path / "c.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -164,7 +159,7 @@ def test_onnx_export_cell(dynamo, tmp_path):
         torch.testing.assert_close(torch.from_numpy(y), ref(x, h).detach(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("dynamo", DYNAMO)
 def test_onnx_export_refuses_training_mode_dropout(dynamo, tmp_path):
     """The ONNX RNN operator has no dropout: a training-mode export with dropout raises rather
     than silently dropping it. (The TorchScript exporter exports in eval mode unless asked.)"""
@@ -212,9 +207,7 @@ def _script_roundtrip(model):
 
 
 def test_torchscript_model_holding_fused_rnn_tensor_input():
-    torch.manual_seed(0)
-    ref = nn.RNN(3, 5, num_layers=2, bidirectional=True, batch_first=True, nonlinearity="relu")
-    fused = FusedRNN.from_rnn(ref)
+    ref, fused = make_pair(3, 5, num_layers=2, bidirectional=True, batch_first=True, nonlinearity="relu")
     eager = Classifier(fused)
     want_model = Classifier(ref)
     want_model.head.load_state_dict(eager.head.state_dict())
@@ -232,9 +225,7 @@ def test_torchscript_model_holding_fused_rnn_tensor_input():
 
 
 def test_torchscript_model_holding_fused_rnn_packed_input():
-    torch.manual_seed(0)
-    ref = nn.RNN(3, 5, num_layers=2)
-    fused = FusedRNN.from_rnn(ref)
+    ref, fused = make_pair(3, 5, num_layers=2)
     scripted, loaded = _script_roundtrip(PackedClassifier(fused))
     x = pack_padded_sequence(torch.randn(6, 3, 3), torch.tensor([2, 6, 4]), enforce_sorted=False)
     h0 = torch.randn(2, 3, 5)
@@ -265,9 +256,7 @@ def test_torchscript_bare_fused_rnn_like_nn_rnn():
 @pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, bidirectional=True, nonlinearity="relu", batch_first=True)],
                          ids=["plain", "2layer-bidir-relu-batch_first"])
 def test_torch_export_with_dynamic_shapes(kw):
-    torch.manual_seed(0)
-    ref = nn.RNN(3, 4, **kw)
-    fused = FusedRNN.from_rnn(ref)
+    ref, fused = make_pair(3, 4, **kw)
     D = 2 if ref.bidirectional else 1
     T, B = torch.export.Dim("T", min=2), torch.export.Dim("B", min=2)
     t_dim, b_dim = (1, 0) if ref.batch_first else (0, 1)
@@ -283,9 +272,7 @@ def test_torch_export_with_dynamic_shapes(kw):
 
 
 def test_torch_export_cell():
-    torch.manual_seed(0)
-    ref = nn.RNNCell(3, 4)
-    fused = FusedRNNCell.from_cell(ref)
+    ref, fused = make_pair(3, 4, module=nn.RNNCell)
     ep = torch.export.export(Wrap(fused), (torch.randn(2, 3), torch.randn(2, 4)))
     x, h = torch.randn(2, 3), torch.randn(2, 4)
     torch.testing.assert_close(ep.module()(x, h), ref(x, h).detach())

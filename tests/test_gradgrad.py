@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnfused import FusedRNN, FusedRNNCell, ops
+from support import make_pair
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -75,7 +76,7 @@ def test_gradgradcheck_module(kw):
     assert torch.autograd.gradgradcheck(_functional(m), (x, h0, *m.parameters()))
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_gradgradcheck_module_packed(bidirectional):
     torch.manual_seed(0)
     m = FusedRNN(2, 3, num_layers=2, bidirectional=bidirectional, dtype=torch.float64)
@@ -112,9 +113,7 @@ def _gradient_penalty_grads(module, x, h0):
 
 @pytest.mark.parametrize("kw", MODULE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
 def test_second_derivatives_equal_nn_rnn(kw):
-    torch.manual_seed(0)
-    ref = nn.RNN(3, 4, dtype=torch.float64, **kw)
-    fused = FusedRNN.from_rnn(ref)
+    ref, fused = make_pair(3, 4, dtype=torch.float64, **kw)
     D = 2 if ref.bidirectional else 1
     g = torch.Generator().manual_seed(2)
     x = _r(g, *((2, 5, 3) if ref.batch_first else (5, 2, 3)))
@@ -127,9 +126,7 @@ def test_second_derivatives_equal_nn_rnn(kw):
 
 
 def test_second_derivatives_equal_nn_rnncell():
-    torch.manual_seed(0)
-    ref = nn.RNNCell(3, 4, dtype=torch.float64)
-    fused = FusedRNNCell.from_cell(ref)
+    ref, fused = make_pair(3, 4, dtype=torch.float64, module=nn.RNNCell)
     g = torch.Generator().manual_seed(2)
     x, h = _r(g, 2, 3), _r(g, 2, 4)
 

@@ -16,15 +16,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from rnnfused import FusedRNN
+from support import make_pair
 
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
-
-
-def _pair(input_size, hidden_size, dtype=torch.float32, seed=0, **kw):
-    torch.manual_seed(seed)
-    rnn = nn.RNN(input_size, hidden_size, dtype=dtype, **kw)
-    return rnn, FusedRNN.from_rnn(rnn)
 
 
 def _fwd_bwd(model, x, hx):
@@ -90,7 +85,7 @@ def rnn_cases(draw):
 @given(rnn_cases())
 def test_random_configs_match_nn_rnn(case):
     cfg, I, H, dtype, T, B, form, with_hx, lengths, seed = case
-    rnn, fused = _pair(I, H, dtype=dtype, seed=seed, **cfg)
+    rnn, fused = make_pair(I, H, dtype=dtype, seed=seed, **cfg)
     g = torch.Generator().manual_seed(seed + 1)
     D = 2 if cfg["bidirectional"] else 1
     if form == "unbatched":
@@ -124,7 +119,7 @@ EDGE_CONFIGS = [
 )
 @pytest.mark.parametrize("with_hx", [False, True], ids=["no-hx", "hx"])
 def test_empty_batch_and_length_one_like_nn_rnn(cfg, T, B, unbatched, with_hx):
-    rnn, fused = _pair(3, 4, **cfg)
+    rnn, fused = make_pair(3, 4, **cfg)
     D = 2 if rnn.bidirectional else 1
     L = rnn.num_layers * D
     if unbatched:
@@ -146,7 +141,7 @@ WHERE = ["input-nan", "input-inf", "hx-nan", "weight-nan", "grad-only"]
 
 
 def _nan_case(nonlinearity, where):
-    rnn, fused = _pair(4, 6, num_layers=2, bidirectional=True, nonlinearity=nonlinearity)
+    rnn, fused = make_pair(4, 6, num_layers=2, bidirectional=True, nonlinearity=nonlinearity)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(7, 3, 4, generator=g)
     hx = torch.randn(4, 3, 6, generator=g)
@@ -223,7 +218,7 @@ LENGTHS = [40, 33, 20, 20, 7, 1]
 
 @pytest.mark.parametrize("cfg", SAVED_CFGS, ids=SAVED_IDS)
 def test_saved_activations_no_larger_than_nn_rnn(cfg):
-    rnn, fused = _pair(16, 32, **cfg)
+    rnn, fused = make_pair(16, 32, **cfg)
     x = torch.randn(6, 40, 16) if rnn.batch_first else torch.randn(40, 6, 16)
     x.requires_grad_()
     ours, theirs = _saved_bytes(fused, x), _saved_bytes(rnn, x)
@@ -231,7 +226,7 @@ def test_saved_activations_no_larger_than_nn_rnn(cfg):
 
 
 def _packed_saved(cfg):
-    rnn, fused = _pair(16, 32, **cfg)
+    rnn, fused = make_pair(16, 32, **cfg)
     x = pack_padded_sequence(torch.randn(40, 6, 16, requires_grad=True), torch.tensor(LENGTHS))
     return _saved_bytes(fused, x), _saved_bytes(rnn, x)
 
@@ -268,6 +263,7 @@ _LONG_SEQUENCE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_very_long_sequence_memory_bounded():
     """T = 100 000 forward and backward: the peak RSS growth stays within a few output-sized
     buffers (the input's copy and gradient, output, its gradient, dz), not per-step allocations
@@ -287,6 +283,7 @@ def _rss_bytes():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
 def test_no_memory_growth_over_1000_training_iterations():
     torch.manual_seed(0)
@@ -322,11 +319,11 @@ def test_two_threads_give_correct_results():
     cfgs = [dict(num_layers=2, bidirectional=True), dict(nonlinearity="relu", num_layers=3)]
     cases = []
     for i, cfg in enumerate(cfgs):
-        rnn, fused = _pair(6, 24, seed=i, **cfg)
+        rnn, fused = make_pair(6, 24, seed=i, **cfg)
         x = torch.randn(30, 5, 6, generator=torch.Generator().manual_seed(10 + i))
         cases.append((fused, x, _fwd_bwd(rnn, x, None)))
     # A module shared by both threads, forward only (no .grad races).
-    shared_rnn, shared = _pair(6, 24, seed=7, num_layers=2)
+    shared_rnn, shared = make_pair(6, 24, seed=7, num_layers=2)
     xs = torch.randn(30, 5, 6)
     with torch.no_grad():
         shared_ref = shared_rnn(xs)

@@ -106,6 +106,7 @@ def test_build_record_names_this_torch():
     assert info["WITH_CUDA"] == rnnfused.built_with_cuda()
 
 
+@pytest.mark.slow
 def test_other_torch_raises_before_loading_the_extension(import_errors):
     r = import_errors["other_torch"]
     out = r["error"]
@@ -121,6 +122,7 @@ def test_other_torch_raises_before_loading_the_extension(import_errors):
     assert r["C_loaded"] is False
 
 
+@pytest.mark.slow
 def test_extension_that_fails_to_load_names_the_cause(import_errors):
     out = import_errors["damaged"]["error"]
     assert out is not None, "a damaged _C imported"
@@ -129,12 +131,14 @@ def test_extension_that_fails_to_load_names_the_cause(import_errors):
     assert "pip install --no-build-isolation ." in out
 
 
+@pytest.mark.slow
 def test_extension_never_built(import_errors):
     out = import_errors["not_built"]["error"]
     assert out is not None and "It was not built" in out, out
     assert "python setup.py build_ext --inplace" in out
 
 
+@pytest.mark.slow
 def test_other_torch_can_be_allowed_explicitly(tmp_path):
     copy_package(tmp_path, build_info=OTHER_TORCH)
     proc = run_python("import rnnfused; print('IMPORTED', rnnfused.__file__)", [tmp_path],
@@ -181,6 +185,7 @@ sys.meta_path[:] = [_NoNumpy if f is PathFinder else f for f in sys.meta_path]
 '''
 
 
+@pytest.mark.slow
 def test_import_without_numpy_prints_nothing(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(NO_NUMPY_SITE)
     code = """

@@ -5,6 +5,7 @@ import torch
 
 import rnnfused
 from rnnfused import ops
+from support import make_pair
 
 
 def op_args(T=4, B=3, I=3, H=4, bias=True, lengths=None, relu=False, reverse=False, requires_grad=True):
@@ -189,36 +190,31 @@ def test_opcheck_rnn_train_and_backward(case):
     )
 
 
-@pytest.mark.parametrize("case", RNN_CASES[:5], ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
-def test_rnn_op_matches_layer_by_layer_reference(case, cpu_kernel):
-    """The one-call op against rnnfused.reference applied layer by layer, direction by direction
-    (padded, with the packed lengths): outputs, h_n and every gradient."""
-    from rnnfused.reference import rnn_fwd_ref
+# Training with dropout between layers: the op draws its noise itself; the reference is given it.
+DROPOUT_CASES = [dict(dropout=0.4, train=True), dict(packed=True, L=3, dropout=0.4, train=True)]
 
-    x, hx, params, batch_sizes, bias, L, bidir, relu, _, _ = args = rnn_args(**case)
-    D, P = (2 if bidir else 1), (4 if bias else 2)
-    if batch_sizes is not None:
-        T, B = len(batch_sizes), int(batch_sizes[0])
-        lengths = (torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)).sum(0)
-        pad = torch.nn.utils.rnn.pad_packed_sequence(
-            torch.nn.utils.rnn.PackedSequence(x, batch_sizes), total_length=T)[0]
-    else:
-        lengths, pad = None, x
-    layer_in, h_n = pad, []
-    for layer in range(L):
-        outs = []
-        for d in range(D):
-            w = params[(layer * D + d) * P:(layer * D + d + 1) * P]
-            out, h = rnn_fwd_ref(layer_in, hx[layer * D + d], w[0], w[1], *(w[2:] if bias else (None, None)),
-                                 lengths=lengths, relu=relu, reverse=d == 1)
-            outs.append(out)
-            h_n.append(h)
-        layer_in = torch.cat(outs, 2)
-    want_out = layer_in
-    if batch_sizes is not None:
-        want_out = torch.nn.utils.rnn.pack_padded_sequence(layer_in, lengths).data
-    want = (want_out, torch.stack(h_n))
-    got = ops.rnn(*args[:3], batch_sizes, bias, L, bidir, relu)
+
+@pytest.mark.parametrize("case", RNN_CASES[:5] + DROPOUT_CASES,
+                         ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
+def test_rnn_op_matches_layer_by_layer_reference(case, cpu_kernel):
+    """The one-call op against rnnfused.reference.rnn_ref (layer by layer, direction by direction,
+    padded with the packed lengths): outputs, h_n and every gradient. With dropout, the reference
+    is given the noise the op draws: F.dropout's (Bernoulli(1 - p) / (1 - p) on each layer's
+    output rows but the last, from the default generator), drawn here from the same seed."""
+    from rnnfused.reference import rnn_ref
+
+    args = rnn_args(**case)
+    x, hx, params, batch_sizes, bias, L, bidir, relu, p, train = args
+    noise = None
+    if p > 0 and train:
+        rows = (x.shape[0],) if batch_sizes is not None else x.shape[:2]
+        torch.manual_seed(11)
+        noise = [torch.empty(*rows, (2 if bidir else 1) * hx.shape[2], dtype=x.dtype).bernoulli_(1 - p).div_(1 - p)
+                 for _ in range(L - 1)]
+        assert all(0 < int((n == 0).sum()) < n.numel() for n in noise)  # the noise drops some, not all
+    torch.manual_seed(11)
+    got = ops.rnn(*args)
+    want = rnn_ref(*args, dropout_noise=noise)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     leaves = [x, hx] + params
@@ -232,11 +228,7 @@ def test_rnn_op_dropout_uses_f_dropout_noise():
     generator on nn.RNN's rows, so with the same seed it reproduces nn.RNN's CPU output exactly
     (the semantics: zero with probability p, survivors scaled by 1/(1-p); layers after the
     last get none)."""
-    from rnnfused import FusedRNN
-
-    torch.manual_seed(0)
-    ref = torch.nn.RNN(3, 4, num_layers=3, dropout=0.4, bidirectional=True, dtype=torch.float64)
-    fused = FusedRNN.from_rnn(ref)
+    ref, fused = make_pair(3, 4, num_layers=3, dropout=0.4, bidirectional=True, dtype=torch.float64)
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     torch.manual_seed(7)
     want = ref(x)

@@ -18,14 +18,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from rnnfused import FusedRNN, FusedRNNCell
+from support import make_pair
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
-
-
-def _pair(*args, dtype=torch.float64, seed=0, **kw):
-    torch.manual_seed(seed)
-    ref = nn.RNN(*args, dtype=dtype, **kw)
-    return ref, FusedRNN.from_rnn(copy.deepcopy(ref))
 
 
 def _raises_same(fn_ref, fn_fused, error, match):
@@ -63,7 +58,7 @@ def test_wrong_hidden_and_input_size_messages():
     """mirrors test_nn.py::TestNN::test_cudnn_forward_exception (the nn.RNN entry; it runs on the
     CPU too): a hidden state of the wrong size and an input of the wrong feature size raise
     RuntimeError with PyTorch's messages."""
-    ref, fused = _pair(10, 20, batch_first=True, dtype=torch.float32)
+    ref, fused = make_pair(10, 20, batch_first=True, dtype=torch.float32, twin="copy")
     bad_hidden = torch.zeros(1, 2, 19)
     x_right, x_wrong = torch.randn(2, 3, 10), torch.randn(2, 3, 3)
     _raises_same(lambda: ref(x_right, bad_hidden), lambda: fused(x_right, bad_hidden),
@@ -75,7 +70,7 @@ def test_wrong_hidden_and_input_size_messages():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_zero_length_sequence_message(bidirectional):
     """mirrors test_nn.py::TestNN::test_error_RNN_seq_len_zero (its CPU iteration)"""
-    ref, fused = _pair(5, 6, bidirectional=bidirectional)
+    ref, fused = make_pair(5, 6, bidirectional=bidirectional, dtype=torch.float64, twin="copy")
     x = torch.ones(0, 10, 5, dtype=torch.float64)
     _raises_same(lambda: ref(x), lambda: fused(x),
                  RuntimeError, "Expected sequence length to be larger than 0 in RNN")
@@ -83,7 +78,7 @@ def test_zero_length_sequence_message(bidirectional):
 
 def test_zero_initial_hidden_equals_default():
     """mirrors test_nn.py::TestNN::test_rnn_initial_hidden_state (the RNN mode)"""
-    ref, fused = _pair(30, 20, 2, dtype=torch.float32)
+    ref, fused = make_pair(30, 20, 2, dtype=torch.float32, twin="copy")
     x = torch.randn(10, 32, 30)
     h0 = torch.zeros(2, 32, 20)
     out1, h1 = fused(x, h0)
@@ -134,9 +129,7 @@ def test_dropout_state_and_save_load(p, train):
     """mirrors test_nn.py::TestNN::test_RNN_dropout_state (its CPU iteration): two calls, and a
     copy through torch.save/torch.load + flatten_parameters(), agree exactly unless dropout is
     active, in which case all three differ."""
-    torch.manual_seed(0)
-    ref = nn.RNN(100, 100, 2, bias=False, dropout=p, nonlinearity="relu")
-    fused = FusedRNN.from_rnn(copy.deepcopy(ref))
+    ref, fused = make_pair(100, 100, 2, bias=False, dropout=p, nonlinearity="relu", twin="copy")
     x, hx = torch.rand(1, 1, 100), torch.rand(2, 1, 100)
     for m in (ref, fused):
         m.train(train)
@@ -163,9 +156,7 @@ def test_dropout_state_and_save_load(p, train):
 def test_change_dropout_attribute_between_calls(train):
     """mirrors test_nn.py::TestNN::test_RNN_change_dropout (its CPU iteration): assigning
     .dropout after construction takes effect at the next call."""
-    torch.manual_seed(0)
-    ref = nn.RNN(100, 100, 2, dropout=0, nonlinearity="relu", dtype=torch.float64)
-    fused = FusedRNN.from_rnn(copy.deepcopy(ref))
+    ref, fused = make_pair(100, 100, 2, dropout=0, nonlinearity="relu", dtype=torch.float64, twin="copy")
     x = torch.rand(3, 2, 100, dtype=torch.float64)
     for m in (ref, fused):
         m.train(train)
@@ -200,7 +191,7 @@ def test_weight_norm_flat_weights_and_removal(name):
     """mirrors test_nn.py::TestNN::test_rnn_weight_norm (written for LSTM; replayed on RNN):
     weight_norm turns one entry of _flat_weights into a computed tensor, remove_weight_norm
     restores the Parameter under its name and drops the _g/_v pieces."""
-    ref, fused = _pair(8, 8, 2, bidirectional=True)
+    ref, fused = make_pair(8, 8, 2, bidirectional=True, dtype=torch.float64, twin="copy")
     n = len(ref._flat_weights)
     for m in (ref, fused):
         m = torch.nn.utils.weight_norm(m, name=name)
@@ -218,7 +209,7 @@ def test_weight_norm_forward_backward_and_removal():
     """mirrors test_nn.py::TestNN::test_RNN_cudnn_weight_norm (its CUDA half replaced by the CPU):
     with weight norm on a weight the output stays what it was, the gradients reach weight_g and
     weight_v as nn.RNN's do, and removing it leaves the output unchanged."""
-    ref, fused = _pair(10, 6, 2)
+    ref, fused = make_pair(10, 6, 2, dtype=torch.float64, twin="copy")
     x = torch.randn(7, 6, 10, dtype=torch.float64)
     expected = ref(x)
     for m in (ref, fused):
@@ -248,7 +239,7 @@ def test_parametrized_weights_forward_backward(kind):
     """mirrors test_nn.py::TestNN::test_rnn_weight_norm / test_RNN_cudnn_weight_norm with the
     torch.nn.utils.parametrize API (parametrizations.weight_norm, orthogonal, a user module)
     instead of the old hook: same output, same gradients on the parametrization's originals."""
-    ref, fused = _pair(5, 5, 2, nonlinearity="relu")
+    ref, fused = make_pair(5, 5, 2, nonlinearity="relu", dtype=torch.float64, twin="copy")
     for m in (ref, fused):
         if kind == "weight_norm":
             torch.nn.utils.parametrizations.weight_norm(m, name="weight_ih_l1")
@@ -285,7 +276,7 @@ def test_weight_out_of_shared_storage_same_results():
     """mirrors test_nn.py::TestNN::test_cudnn_weight_format (the nn.RNN entry; its point on the
     CPU): a weight moved to its own storage with .set_() keeps giving the same output and
     gradients, and later in-place changes to that storage are seen."""
-    ref, fused = _pair(10, 20, batch_first=True, dtype=torch.float32)
+    ref, fused = make_pair(10, 20, batch_first=True, dtype=torch.float32, twin="copy")
     x = torch.randn(5, 4, 10)
     hx = torch.randn(1, 5, 20)
 
@@ -342,7 +333,7 @@ def test_weight_deleted_then_module_converted_then_restored():
     """mirrors test_nn.py::TestNN::test_partial_flat_weights (written for LSTM + .cuda(); here
     RNN + a dtype move): a module missing one weight can still be moved, and runs again once the
     weight is put back."""
-    ref, fused = _pair(10, 6, 2, dtype=torch.float32)
+    ref, fused = make_pair(10, 6, 2, dtype=torch.float32, twin="copy")
     x = torch.randn(3, 2, 10)
     expected = ref(x)[0]
     for m in (ref, fused):
@@ -359,7 +350,7 @@ def test_weight_deleted_then_module_converted_then_restored():
 def test_backward_twice_with_retain_graph():
     """mirrors test_nn.py::TestNNDeviceType::test_rnn_retain_variables (the RNN mode, CPU,
     float64): one forward, two backward passes with retain_graph give the same gradients."""
-    ref, fused = _pair(10, 20, num_layers=2)
+    ref, fused = make_pair(10, 20, num_layers=2, dtype=torch.float64, twin="copy")
     x = torch.randn(5, 6, 10, dtype=torch.float64, requires_grad=True)
     per_module = []
     for m in (ref, fused):

@@ -3,9 +3,8 @@ import dataclasses
 
 import torch
 
-# Per-step latency floor of a sequential step on a GPU: one barrier + one L2 round trip
-# (DESIGN.md, "Measuring": about 1-2 us on an H100). The floor of a row is
-# max(compute floor, this) per sequential pass.
+# Per-step latency floor of a sequential step on a GPU: one barrier + one L2 round trip (about
+# 1-2 us on an H100). The floor of a row is max(compute floor, this) per sequential pass.
 LATENCY_FLOOR_US = 1.0
 SMALL_STEP_FLOP = 34e6  # 2*B*H^2 at or below this: the GPU forward target is absolute (2 us/step)
 

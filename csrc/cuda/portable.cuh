@@ -33,7 +33,7 @@ __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
   return v;
 }
 // The same load without ordering (relaxed). Not used by the kernels: it is what the mutation
-// check (tests/emu/mutate.py) puts in place of ld_acquire_gpu, to prove the tests see the loss.
+// check (tools/emu_mutate.py) puts in place of ld_acquire_gpu, to prove the tests see the loss.
 __device__ __forceinline__ unsigned ld_relaxed_gpu(const unsigned* p) {
   unsigned v;
   asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");

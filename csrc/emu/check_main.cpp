@@ -4,7 +4,7 @@
 // both kernels, forward and backward, four dtypes, G = 1 and G > 1 plans, lengths (0, T,
 // unsorted), reverse, relu — against a float64 reference, and requires every schedule to give
 // bit-identical results. Built plain, with AddressSanitizer + UBSan, and with ThreadSanitizer by
-// tests/emu_support.py (check_binary); the mutation check (tests/emu/mutate.py) builds it from mutated kernels.
+// tests/emu_support.py (check_binary); the mutation check (tools/emu_mutate.py) builds it from mutated kernels.
 //
 //   emu_check [--quick] [--schedules N] [--filter SUBSTRING] [--list]
 // Exit status 0 when every case passes; each failure is printed on a line starting with FAIL.

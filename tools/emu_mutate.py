@@ -8,9 +8,9 @@ missing dynamic shared memory attribute. The standalone emulator checker (csrc/e
 is built from the mutated tree and must fail: plainly (wrong numbers, schedules that disagree, the
 emulator's own checks), or, for ordering bugs that a coherent host hides, under ThreadSanitizer.
 
-    python tests/emu/mutate.py            # every mutant; exit status 1 if any survives
-    python tests/emu/mutate.py --list
-    python tests/emu/mutate.py NAME...    # some
+    python tools/emu_mutate.py            # every mutant; exit status 1 if any survives
+    python tools/emu_mutate.py --list
+    python tools/emu_mutate.py NAME...    # some
 
 Only the float32 instantiation is rebuilt from the mutated tree (the other dtypes link from the
 unmutated build) and the cases are filtered to it, so that a mutant costs seconds.
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import emu_support  # noqa: E402
 
 # name: (file under csrc/, exact text, replacement, checker filter, what it shows)

@@ -5,7 +5,7 @@ variable lengths (PackedSequence with an empty-length-free mix), relu and tanh, 
 sizes per dtype: one whose W_hh fits one CTA (persistent: no grid barrier) and one that needs a
 group of CTAs (persistent: cooperative launch + per-step barrier).
 
-    RNNFUSED_KERNEL=persistent compute-sanitizer --tool racecheck python bench/sanitize_case.py
+    RNNFUSED_KERNEL=persistent compute-sanitizer --tool racecheck python tools/sanitize_case.py
 """
 import os
 import sys

@@ -2,8 +2,8 @@
 kernel instantiation for sm_80 and sm_90, from ptxas itself (-Xptxas -v), written to a committed
 report (bench/results/cuda-resources.md) and checked in CI.
 
-    python tests/cuda_resources.py --write     # rebuild the report
-    python tests/cuda_resources.py --check     # CI: fail on a spill, a stack frame, a kernel over
+    python tools/cuda_resources.py --write     # rebuild the report
+    python tools/cuda_resources.py --check     # CI: fail on a spill, a stack frame, a kernel over
                                                # its launch bounds, or a report that is out of date
 
 Needs nvcc (CUDA_HOME, or found as setup.py finds it) and a CUDA build of torch (its headers).
@@ -120,7 +120,7 @@ def render(rows, nvcc_version, torch_version):
     out = [
         "# CUDA kernels: registers, spills and shared memory (ptxas)",
         "",
-        "Written by `python tests/cuda_resources.py --write`; checked in CI by `--check` (a spill, a",
+        "Written by `python tools/cuda_resources.py --write`; checked in CI by `--check` (a spill, a",
         "stack frame, registers above what the kernel's `__launch_bounds__` allow, or a stale table",
         "fails). Static shared memory only; the persistent kernel's dynamic shared memory is planned",
         "at launch (csrc/cuda/plan.h) from these register counts and the device's limits.",
@@ -166,7 +166,7 @@ def main(argv=None):
     else:
         old = REPORT.read_text() if REPORT.exists() else ""
         if old != text:
-            bad.append("bench/results/cuda-resources.md is out of date (run tests/cuda_resources.py --write):\n" +
+            bad.append("bench/results/cuda-resources.md is out of date (run tools/cuda_resources.py --write):\n" +
                        "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), "committed", "built")))
     for b in bad:
         print("FAIL", b)
