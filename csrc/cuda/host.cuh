@@ -15,9 +15,9 @@
 // RNNFUSED_KERNEL forces one).
 //
 // The runtime cell of the params (rnn.h: p.cell.kind) becomes the kernels' template parameter in
-// RNNFUSED_CELL_SWITCH below, and nowhere else; each entry point of a storage type (fwd_impl<T>,
-// ...) switches once, so a cell adds a case there and its instantiations to every rnn_<dtype>.cu,
-// not a file.
+// RNNFUSED_CELL_SWITCH (csrc/cells/switch.h, shared with the CPU kernels), and nowhere else; each
+// entry point of a storage type (fwd_impl<T>, ...) switches once, so a new cell is instantiated
+// here by its case in switch.h, not by a file of its own.
 //
 // Runtime calls go through namespace rt: runtime_cuda.cuh on a GPU, csrc/emu/runtime_emu.h under
 // the SIMT emulator (RNNFUSED_EMULATE), so this file runs unchanged in both.
@@ -31,7 +31,7 @@
 #include <mutex>
 #include <tuple>
 
-#include "../cells/elman.h"
+#include "../cells/switch.h"
 #include "../policy.h"
 #include "../rnn.h"
 #include "device/cell.cuh"
@@ -49,19 +49,6 @@ namespace rnnfused {
 namespace cuda_detail {
 
 static_assert(kKChunk == kPersistKChunk, "plan.h and device/persist.cuh must agree on the k chunk");
-
-// The cells the CUDA kernels are built for: runs the callable `...` (a lambda taking no
-// arguments) with CELL the definition of `cell.kind` (csrc/cells/), and returns its result.
-#define RNNFUSED_CELL_SWITCH(cell, CELL, ...)                                                      \
-  [&] {                                                                                            \
-    switch ((cell).kind) {                                                                         \
-      case CellKind::Elman: {                                                                      \
-        using CELL = Elman;                                                                        \
-        return __VA_ARGS__();                                                                      \
-      }                                                                                            \
-    }                                                                                              \
-    TORCH_CHECK(false, "rnnfused: no CUDA kernels for cell kind ", static_cast<int>((cell).kind)); \
-  }()
 
 // ------------------------------------------------------------------------------------------------
 // Plans and the heuristic.
@@ -270,22 +257,22 @@ void step_bwd(const StepBwdParams& p, void* stream) {
 // The entry points of one storage type (launch.h): the cell switch, once per call.
 template <typename T>
 void fwd_impl(const SeqFwdParams& p, void* stream) {
-  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { seq_fwd<T, Cell>(p, stream); });
+  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_fwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void bwd_impl(const SeqBwdParams& p, void* stream) {
-  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { seq_bwd<T, Cell>(p, stream); });
+  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_bwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void cell_fwd_impl(const StepFwdParams& p, void* stream) {
-  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { step_fwd<T, Cell>(p, stream); });
+  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { step_fwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void cell_bwd_impl(const StepBwdParams& p, void* stream) {
-  RNNFUSED_CELL_SWITCH(p.cell, Cell, [&] { step_bwd<T, Cell>(p, stream); });
+  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { step_bwd<T, Cell>(p, stream); });
 }
 
 // The kernel nn.RNN's cell (Elman) would run: cuda_kernel_name (rnn_cuda.h) takes no cell; it
