@@ -59,7 +59,7 @@ def main():
         w_ih = torch.randn(H, H) / H ** 0.5
         w_hh = torch.randn(H, H) / H ** 0.5
         b = torch.randn(H)
-        out, _ = ops.rnn_fwd(x, h0, w_ih, w_hh, b, b)
+        out, _ = ops.rnn_layer(x, h0, w_ih, w_hh, b, b)
         go = torch.randn_like(out)
         rnn = torch.nn.RNN(H, H)
         for th in a.threads:
@@ -69,10 +69,10 @@ def main():
                 os.environ["RNNFUSED_CPU_ISA"] = isa
                 for path in a.paths:
                     os.environ["RNNFUSED_CPU_KERNEL"] = path
-                    f = med(lambda: ops.rnn_fwd(x, h0, w_ih, w_hh, b, b), a.reps) / T * 1e6
+                    f = med(lambda: ops.rnn_layer(x, h0, w_ih, w_hh, b, b), a.reps) / T * 1e6
                     s = f"{isa}/{path}: fwd {f:.2f}"
                     if not a.no_bwd:
-                        bw = med(lambda: ops.rnn_bwd(go, None, x, h0, w_ih, w_hh, out, None, False,
+                        bw = med(lambda: ops.rnn_layer_backward(go, None, x, h0, w_ih, w_hh, out, None, False,
                                                      False, [True, True, True, True]), a.reps) / T * 1e6
                         s += f" bwd {bw:.2f}"
                     res.append(s)

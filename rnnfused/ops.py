@@ -12,7 +12,7 @@ from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.rnnfused.*)
 
-__all__ = ["rnn", "rnn_fwd", "rnn_bwd", "rnn_cell", "rnn_cell_bwd"]
+__all__ = ["rnn", "rnn_layer", "rnn_layer_backward", "rnn_cell", "rnn_cell_backward"]
 
 
 def rnn(
@@ -41,7 +41,7 @@ def rnn(
     )
 
 
-def rnn_fwd(
+def rnn_layer(
     input: Tensor,
     h0: Tensor,
     w_ih: Tensor,
@@ -59,10 +59,10 @@ def rnn_fwd(
     active at step t iff t < lengths[b]; inactive steps output zeros and keep the state; the
     reverse direction starts at t = lengths[b] - 1.
     """
-    return torch.ops.rnnfused.rnn_fwd.default(input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse)
+    return torch.ops.rnnfused.rnn_layer.default(input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse)
 
 
-def rnn_bwd(
+def rnn_layer_backward(
     grad_output: Optional[Tensor],
     grad_hn: Optional[Tensor],
     input: Tensor,
@@ -75,9 +75,9 @@ def rnn_bwd(
     reverse: bool,
     output_mask: List[bool],
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Backward of rnn_fwd: (d input, d h0, d w_ih, d w_hh, d bias). output_mask says which of
+    """Backward of rnn_layer: (d input, d h0, d w_ih, d w_hh, d bias). output_mask says which of
     (input, w_ih, w_hh, bias) are wanted; the others come back as empty tensors of shape (0,)."""
-    return torch.ops.rnnfused.rnn_bwd.default(
+    return torch.ops.rnnfused.rnn_layer_backward.default(
         grad_output, grad_hn, input, h0, w_ih, w_hh, output, lengths, relu, reverse, output_mask
     )
 
@@ -96,7 +96,7 @@ def rnn_cell(
     return torch.ops.rnnfused.rnn_cell.default(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
 
 
-def rnn_cell_bwd(
+def rnn_cell_backward(
     grad_hy: Tensor,
     input: Tensor,
     hx: Tensor,
@@ -108,7 +108,7 @@ def rnn_cell_bwd(
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward of rnn_cell: (d input, d hx, d w_ih, d w_hh, d bias). output_mask says which of
     (input, hx, w_ih, w_hh, bias) are wanted; the others come back as empty tensors of shape (0,)."""
-    return torch.ops.rnnfused.rnn_cell_bwd.default(grad_hy, input, hx, w_ih, w_hh, hy, relu, output_mask)
+    return torch.ops.rnnfused.rnn_cell_backward.default(grad_hy, input, hx, w_ih, w_hh, hy, relu, output_mask)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,16 +156,16 @@ def _rnn_backward_fake(
     )
 
 
-@torch.library.register_fake("rnnfused::rnn_fwd")
-def _rnn_fwd_fake(input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse):
+@torch.library.register_fake("rnnfused::rnn_layer")
+def _rnn_layer_fake(input, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse):
     torch._check(input.dim() == 3, lambda: f"rnnfused: input must be 3-D, got {input.dim()}-D")
     T, B, _ = input.shape
     H = w_hh.shape[0]
     return input.new_empty((T, B, H)), input.new_empty((B, H))
 
 
-@torch.library.register_fake("rnnfused::rnn_bwd")
-def _rnn_bwd_fake(grad_output, grad_hn, input, h0, w_ih, w_hh, output, lengths, relu, reverse, output_mask):
+@torch.library.register_fake("rnnfused::rnn_layer_backward")
+def _rnn_layer_backward_fake(grad_output, grad_hn, input, h0, w_ih, w_hh, output, lengths, relu, reverse, output_mask):
     T, B, I = input.shape
     H = w_hh.shape[0]
 
@@ -187,8 +187,8 @@ def _rnn_cell_fake(input, hx, w_ih, w_hh, b_ih, b_hh, relu):
     return input.new_empty((input.shape[0], w_hh.shape[0]))
 
 
-@torch.library.register_fake("rnnfused::rnn_cell_bwd")
-def _rnn_cell_bwd_fake(grad_hy, input, hx, w_ih, w_hh, hy, relu, output_mask):
+@torch.library.register_fake("rnnfused::rnn_cell_backward")
+def _rnn_cell_backward_fake(grad_hy, input, hx, w_ih, w_hh, hy, relu, output_mask):
     def maybe(wanted, t):
         return t.new_empty(t.shape if wanted else (0,))
 

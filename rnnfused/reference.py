@@ -4,9 +4,9 @@ against (when they do not compare against torch.nn itself).
 Three levels, each built from the one below, each with the arguments of the op it defines:
 
 - ``rnn_cell_ref``: one step of one cell, what ``nn.RNNCell`` computes (``rnnfused.ops.rnn_cell``);
-- ``rnn_fwd_ref``: one layer, one direction over a time-major sequence, with per-item lengths
+- ``rnn_layer_ref``: one layer, one direction over a time-major sequence, with per-item lengths
   (0 and unsorted allowed: zero output and an unchanged state past an item's length) and either
-  direction, which nn.RNN cannot express (``rnnfused.ops.rnn_fwd``);
+  direction, which nn.RNN cannot express (``rnnfused.ops.rnn_layer``);
 - ``rnn_ref``: the whole module, nn.RNN's forward: layers × directions, the dropout between
   layers given its noise, padded or packed input, h0 (``rnnfused.ops.rnn``).
 
@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 __all__ = ["Cell", "RNN_TANH", "RNN_RELU", "CELLS", "elman", "cell_step", "layer", "stack",
-           "rnn_cell_ref", "rnn_fwd_ref", "rnn_ref"]
+           "rnn_cell_ref", "rnn_layer_ref", "rnn_ref"]
 
 State = Tuple[Tensor, ...]  # (h,), or (h, c) for a cell with a second state
 
@@ -152,7 +152,7 @@ def rnn_cell_ref(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Op
     return cell_step(elman(relu), input, (hx,), w_ih, w_hh, b_ih, b_hh)[0]
 
 
-def rnn_fwd_ref(
+def rnn_layer_ref(
     input: Tensor,
     h0: Tensor,
     w_ih: Tensor,
@@ -163,7 +163,7 @@ def rnn_fwd_ref(
     relu: bool = False,
     reverse: bool = False,
 ) -> Tuple[Tensor, Tensor]:
-    """Same arguments and results as rnnfused.ops.rnn_fwd."""
+    """Same arguments and results as rnnfused.ops.rnn_layer."""
     out, state = layer(elman(relu), input, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse)
     return out, state[0]
 

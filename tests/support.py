@@ -141,7 +141,7 @@ def names(model, with_h0):
 
 
 def op_args(T, B, I, H, dtype=torch.float64, seed=0, lengths=None, device="cuda"):
-    """Random arguments of rnnfused.ops.rnn_fwd on `device`."""
+    """Random arguments of rnnfused.ops.rnn_layer on `device`."""
     x = rand((T, B, I), seed).to(device, dtype)
     h0 = rand((B, H), seed + 1, 0.5).to(device, dtype)
     w_ih = rand((H, I), seed + 2, 0.4).to(device, dtype)

@@ -168,9 +168,9 @@ def test_cell_bwd_opcheck_and_mask(mask):
     x, h, w_ih, w_hh, b_ih, b_hh, relu = _cell_args(requires_grad=False)
     hy = ops.rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh, relu)
     g = torch.randn_like(hy)
-    torch.library.opcheck(torch.ops.rnnfused.rnn_cell_bwd.default, (g, x, h, w_ih, w_hh, hy, relu, mask))
-    full = ops.rnn_cell_bwd(g, x, h, w_ih, w_hh, hy, relu, [True] * 5)
-    part = ops.rnn_cell_bwd(g, x, h, w_ih, w_hh, hy, relu, mask)
+    torch.library.opcheck(torch.ops.rnnfused.rnn_cell_backward.default, (g, x, h, w_ih, w_hh, hy, relu, mask))
+    full = ops.rnn_cell_backward(g, x, h, w_ih, w_hh, hy, relu, [True] * 5)
+    part = ops.rnn_cell_backward(g, x, h, w_ih, w_hh, hy, relu, mask)
     for wanted, a, b in zip(mask, part, full):
         if wanted:
             torch.testing.assert_close(a, b)

@@ -18,7 +18,7 @@ import torch
 
 import rnnfused
 from rnnfused import ops
-from rnnfused.reference import rnn_cell_ref, rnn_fwd_ref
+from rnnfused.reference import rnn_cell_ref, rnn_layer_ref
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -90,8 +90,8 @@ def test_forward_backward_vs_float64(isa, path, split, form, proj, relu, dtype, 
         lengths = torch.randint(0, T + 1, (B,), generator=g) if i >= 3 else None
         xr = x.clone().requires_grad_()
         h0r = h0.clone().requires_grad_()
-        out, hn = rnnfused.ops.rnn_fwd(xr, h0r, w_ih, w_hh, b, None, lengths, relu, reverse)
-        ro, rh = rnn_fwd_ref(*(t.double() for t in (x, h0, w_ih.detach(), w_hh.detach(), b)), None, lengths,
+        out, hn = rnnfused.ops.rnn_layer(xr, h0r, w_ih, w_hh, b, None, lengths, relu, reverse)
+        ro, rh = rnn_layer_ref(*(t.double() for t in (x, h0, w_ih.detach(), w_hh.detach(), b)), None, lengths,
                              relu, reverse)
         torch.testing.assert_close(out.double(), ro, **tol, msg=f"output {B, H, I, T}")
         torch.testing.assert_close(hn.double(), rh, **tol, msg=f"h_n {B, H, I, T}")
@@ -100,7 +100,7 @@ def test_forward_backward_vs_float64(isa, path, split, form, proj, relu, dtype, 
         gh = torch.randn(hn.shape, generator=g, dtype=dtype)
         grads = torch.autograd.grad((out * go).sum() + (hn * gh).sum(), [xr, h0r, w_ih, w_hh])
         leaves = [t.detach().double().requires_grad_() for t in (x, h0, w_ih, w_hh)]
-        ro2, rh2 = rnn_fwd_ref(*leaves, b.double(), None, lengths, relu, reverse)
+        ro2, rh2 = rnn_layer_ref(*leaves, b.double(), None, lengths, relu, reverse)
         want = torch.autograd.grad((ro2 * go.double()).sum() + (rh2 * gh.double()).sum(), leaves)
         for name, got_g, want_g in zip(["input", "h0", "w_ih", "w_hh"], grads, want):
             torch.testing.assert_close(got_g.double(), want_g, **tol, msg=f"grad {name} {B, H, I, T}")
@@ -122,9 +122,9 @@ def test_split_is_bitwise_identical(isa, dtype, form, monkeypatch):
     for split, threads in [(1, 1), (2, 2), (3, 2), (4, 1)]:
         monkeypatch.setenv("RNNFUSED_CPU_SPLIT", str(split))
         torch.set_num_threads(threads)
-        out, hn = ops.rnn_fwd(x, h0, w, w, b, b)
+        out, hn = ops.rnn_layer(x, h0, w, w, b, b)
         go = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
-        gr = ops.rnn_bwd(go, None, x, h0, w, w, out, None, False, False, [True, True, True, True])
+        gr = ops.rnn_layer_backward(go, None, x, h0, w, w, out, None, False, False, [True, True, True, True])
         res.append((out, hn) + tuple(gr))
     torch.set_num_threads(1)
     for r in res[1:]:
@@ -163,7 +163,7 @@ def test_bad_path_switch_raises(name, choices, monkeypatch):
     w = torch.randn(4, 4)
     monkeypatch.setenv(name, "fast")
     with pytest.raises(RuntimeError, match=f"{name} must be {choices}, got 'fast'"):
-        ops.rnn_fwd(x, h0, w, w, None, None)
+        ops.rnn_layer(x, h0, w, w, None, None)
 
 
 def test_unsupported_isa_raises(monkeypatch):
@@ -172,19 +172,19 @@ def test_unsupported_isa_raises(monkeypatch):
     w = torch.randn(4, 4)
     monkeypatch.setenv("RNNFUSED_CPU_ISA", "sse9")
     with pytest.raises(RuntimeError, match="RNNFUSED_CPU_ISA must be"):
-        ops.rnn_fwd(x, h0, w, w, None, None)
+        ops.rnn_layer(x, h0, w, w, None, None)
     missing = [i for i in ISAS if isa_missing(i)]
     if not missing:
         pytest.skip("this processor runs every instruction set's kernels")
     monkeypatch.setenv("RNNFUSED_CPU_ISA", missing[0])
     with pytest.raises(RuntimeError, match="lacks"):
-        ops.rnn_fwd(x, h0, w, w, None, None)
+        ops.rnn_layer(x, h0, w, w, None, None)
 
 
 def _tanh_through_op(v):
     """tanh of each value of v, through the fused forward: H = 1, W_ih = 1, W_hh = 0, T = 1."""
     x = v.reshape(1, -1, 1)
-    out, _ = ops.rnn_fwd(x, torch.zeros(x.shape[1], 1), torch.ones(1, 1), torch.zeros(1, 1),
+    out, _ = ops.rnn_layer(x, torch.zeros(x.shape[1], 1), torch.ones(1, 1), torch.zeros(1, 1),
                          None, None)
     return out.reshape(-1)
 
@@ -193,7 +193,7 @@ def _tanh_rows(v, H=37):
     """The same, through full vectors: W_ih = identity, so pre = x exactly (finite x only)."""
     n = v.numel() // H * H
     x = v[:n].reshape(1, -1, H)
-    out, _ = ops.rnn_fwd(x, torch.zeros(x.shape[1], H), torch.eye(H), torch.zeros(H, H),
+    out, _ = ops.rnn_layer(x, torch.zeros(x.shape[1], H), torch.eye(H), torch.zeros(H, H),
                          None, None)
     return out.reshape(-1), v[:n]
 

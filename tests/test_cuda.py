@@ -119,15 +119,15 @@ def test_auto_runs(monkeypatch):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_empty_sizes(kernel, reverse):
     x, h0, w_ih, w_hh, b_ih, b_hh, _ = op_args(0, 3, 2, 5)
-    out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
+    out, hn = rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
     assert out.shape == (0, 3, 5)
     torch.testing.assert_close(hn, h0)
     gh = torch.randn_like(h0)
-    r = rnnfused.ops.rnn_bwd(None, gh, x, h0, w_ih, w_hh, out, None, False, reverse,
+    r = rnnfused.ops.rnn_layer_backward(None, gh, x, h0, w_ih, w_hh, out, None, False, reverse,
                              [True, True, True, True])
     torch.testing.assert_close(r[1], gh)
     x, h0, w_ih, w_hh, b_ih, b_hh, _ = op_args(4, 0, 2, 5)
-    out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
+    out, hn = rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
     assert out.shape == (4, 0, 5) and hn.shape == (0, 5)
 
 
@@ -139,7 +139,7 @@ def test_gradcheck(kernel, relu, reverse, lengths):
         b_ih = b_ih + 0.3
 
     def f(x, h0, w_ih, w_hh, b_ih, b_hh):
-        return rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
+        return rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
 
     inputs = [t.detach().requires_grad_(True) for t in (x, h0, w_ih, w_hh, b_ih, b_hh)]
     assert torch.autograd.gradcheck(f, inputs)
@@ -148,11 +148,11 @@ def test_gradcheck(kernel, relu, reverse, lengths):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_opcheck(kernel, dtype):
     x, h0, w_ih, w_hh, b_ih, b_hh, ln = op_args(5, 3, 4, 6, dtype=dtype, lengths=[5, 3, 2])
-    torch.library.opcheck(torch.ops.rnnfused.rnn_fwd.default,
+    torch.library.opcheck(torch.ops.rnnfused.rnn_layer.default,
                           (x, h0, w_ih, w_hh, b_ih, b_hh, ln, False, True))
-    out, _ = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, ln, False, True)
+    out, _ = rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, False, True)
     go, gh = torch.randn_like(out), torch.randn_like(h0)
-    torch.library.opcheck(torch.ops.rnnfused.rnn_bwd.default,
+    torch.library.opcheck(torch.ops.rnnfused.rnn_layer_backward.default,
                           (go, gh, x, h0, w_ih, w_hh, out, ln, False, True,
                            [True, True, True, True]))
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import rnnfused
-from rnnfused.reference import rnn_fwd_ref
+from rnnfused.reference import rnn_layer_ref
 from support import check_errors, check_eval_mode_backward, compare, make, op_args, rand, run
 
 import emu_support
@@ -179,10 +179,10 @@ def test_op_lengths(kernel, device, dtype, relu, reverse, lengths):
     x, h0, w_ih, w_hh, b_ih, b_hh, ln = [a.requires_grad_(True) if a is not None and a.is_floating_point()
                                          else a for a in args]
     with emulated_counted(kernel, device):
-        out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
+        out, hn = rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
         g = torch.autograd.grad((out * rand(out.shape, 4).to(dtype)).sum() + (hn * 0.7).sum(),
                                 [x, h0, w_ih, w_hh, b_ih, b_hh])
-    ref_out, ref_hn = rnn_fwd_ref(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
+    ref_out, ref_hn = rnn_layer_ref(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
     ref_g = torch.autograd.grad((ref_out * rand(out.shape, 4).to(dtype)).sum() + (ref_hn * 0.7).sum(),
                                 [x, h0, w_ih, w_hh, b_ih, b_hh])
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-11)
@@ -196,18 +196,18 @@ def test_op_lengths(kernel, device, dtype, relu, reverse, lengths):
 def test_empty_sizes(kernel, reverse):
     with emulated_counted(kernel, "h100"):
         x, h0, w_ih, w_hh, b_ih, b_hh, _ = op_args(0, 3, 2, 5, device="cpu")
-        out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
+        out, hn = rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
         assert out.shape == (0, 3, 5)
         torch.testing.assert_close(hn, h0)
         gh = torch.randn_like(h0)
-        r = rnnfused.ops.rnn_bwd(None, gh, x, h0, w_ih, w_hh, out, None, False, reverse, [True, True, True, True])
+        r = rnnfused.ops.rnn_layer_backward(None, gh, x, h0, w_ih, w_hh, out, None, False, reverse, [True, True, True, True])
         torch.testing.assert_close(r[1], gh)
         x, h0, w_ih, w_hh, b_ih, b_hh, _ = op_args(4, 0, 2, 5, device="cpu")
-        out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
+        out, hn = rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
         assert out.shape == (4, 0, 5) and hn.shape == (0, 5)
         x, h0, w_ih, w_hh, b_ih, b_hh, _ = op_args(1, 2, 3, 4, device="cpu")  # T = 1
-        out, hn = rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
-    ref_out, ref_hn = rnn_fwd_ref(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
+        out, hn = rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
+    ref_out, ref_hn = rnn_layer_ref(x, h0, w_ih, w_hh, b_ih, b_hh, None, False, reverse)
     torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
 
 
@@ -218,7 +218,7 @@ def test_gradcheck(kernel, relu, reverse, lengths):
         b_ih = b_ih + 0.3
 
     def f(x, h0, w_ih, w_hh, b_ih, b_hh):
-        return rnnfused.ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
+        return rnnfused.ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, relu, reverse)
 
     inputs = [t.detach().requires_grad_(True) for t in (x, h0, w_ih, w_hh, b_ih, b_hh)]
     with emulated_counted(kernel, "tiny"):

@@ -39,7 +39,7 @@ def test_gradgradcheck_layer_op(case):
 
     def f(x, h0, w_ih, w_hh, *b):
         b_ih, b_hh = b if b else (None, None)
-        return ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, case.get("relu", False), case.get("reverse", False))
+        return ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, case.get("relu", False), case.get("reverse", False))
 
     assert torch.autograd.gradgradcheck(f, tensors)
 

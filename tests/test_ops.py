@@ -31,17 +31,17 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}" for k in c) or "plain")
 def test_opcheck_fwd(case, cpu_kernel):
-    torch.library.opcheck(torch.ops.rnnfused.rnn_fwd.default, op_args(**case))
+    torch.library.opcheck(torch.ops.rnnfused.rnn_layer.default, op_args(**case))
 
 
 @pytest.mark.parametrize("mask", [[True, True, True, True], [False, True, False, True], [True, False, False, False]])
 @pytest.mark.parametrize("case", CASES[:6], ids=lambda c: ",".join(f"{k}" for k in c) or "plain")
 def test_opcheck_bwd(case, mask):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse = op_args(**case, requires_grad=False)
-    out, _ = ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse)
+    out, _ = ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, relu, reverse)
     go, ghn = torch.randn_like(out), torch.randn_like(h0)
     torch.library.opcheck(
-        torch.ops.rnnfused.rnn_bwd.default,
+        torch.ops.rnnfused.rnn_layer_backward.default,
         (go, ghn, x, h0, w_ih, w_hh, out, lengths, relu, reverse, mask),
     )
 
@@ -52,7 +52,7 @@ def test_gradcheck_op(case, cpu_kernel):
 
     def f(*tensors):
         x, h0, w_ih, w_hh, b_ih, b_hh = tensors
-        return ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, *args[6:])
+        return ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, *args[6:])
 
     assert torch.autograd.gradcheck(f, args[:6])
 
@@ -77,9 +77,9 @@ def test_gradcheck_module_packed(bidirectional):
 def test_grad_output_none_is_zero():
     """Using only h_n (output unused) gives the same gradients as an explicit zero grad_output."""
     args = op_args()
-    out, hn = ops.rnn_fwd(*args)
+    out, hn = ops.rnn_layer(*args)
     g1 = torch.autograd.grad(hn.sum(), args[:4])
-    out, hn = ops.rnn_fwd(*args)
+    out, hn = ops.rnn_layer(*args)
     g2 = torch.autograd.grad((hn.sum() + (out * 0).sum()), args[:4])
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b)
@@ -90,11 +90,11 @@ def test_only_needed_gradients_are_computed():
     gradient still matches."""
     x, h0, w_ih, w_hh, b_ih, b_hh, *rest = op_args(requires_grad=False)
     x.requires_grad_(True)
-    out, _ = ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, *rest)
+    out, _ = ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, *rest)
     go = torch.randn_like(out)
     d_in, = torch.autograd.grad(out, [x], go)
-    full = ops.rnn_bwd(go, None, x.detach(), h0, w_ih, w_hh, out.detach(), None, False, False, [True, True, True, True])
-    part = ops.rnn_bwd(go, None, x.detach(), h0, w_ih, w_hh, out.detach(), None, False, False, [True, False, False, False])
+    full = ops.rnn_layer_backward(go, None, x.detach(), h0, w_ih, w_hh, out.detach(), None, False, False, [True, True, True, True])
+    part = ops.rnn_layer_backward(go, None, x.detach(), h0, w_ih, w_hh, out.detach(), None, False, False, [True, False, False, False])
     torch.testing.assert_close(d_in, full[0])
     torch.testing.assert_close(part[0], full[0])
     assert part[2].numel() == 0 and part[3].numel() == 0 and part[4].numel() == 0
@@ -104,18 +104,18 @@ def test_op_rejects_bad_lengths():
     args = list(op_args(requires_grad=False))
     args[6] = torch.tensor([5, 1, 1])  # > T = 4
     with pytest.raises(RuntimeError, match="lengths"):
-        ops.rnn_fwd(*args)
+        ops.rnn_layer(*args)
     args[6] = torch.tensor([1, 1], dtype=torch.int64)  # wrong B
     with pytest.raises(RuntimeError, match="lengths"):
-        ops.rnn_fwd(*args)
+        ops.rnn_layer(*args)
 
 
 def test_op_rejects_mismatched_weights():
     x, h0, w_ih, w_hh, *rest = op_args(requires_grad=False)
     with pytest.raises(RuntimeError, match="w_hh"):
-        ops.rnn_fwd(x, h0, w_ih, w_hh[:, :3], *rest)
+        ops.rnn_layer(x, h0, w_ih, w_hh[:, :3], *rest)
     with pytest.raises(RuntimeError, match="w_ih"):
-        ops.rnn_fwd(x, h0, w_ih.float(), w_hh, *rest)
+        ops.rnn_layer(x, h0, w_ih.float(), w_hh, *rest)
 
 
 def test_build_info():
@@ -132,12 +132,12 @@ def test_build_info():
 def test_matches_pure_pytorch_reference(case, cpu_kernel):
     """The op against rnnfused.reference (step by step, in plain PyTorch): outputs, h_n and every
     gradient, including what nn.RNN cannot express (length 0, unsorted lengths, reverse)."""
-    from rnnfused.reference import rnn_fwd_ref
+    from rnnfused.reference import rnn_layer_ref
 
     args = op_args(**case)
     tensors = [a for a in args[:6] if a is not None]
-    got = ops.rnn_fwd(*args)
-    want = rnn_fwd_ref(*args)
+    got = ops.rnn_layer(*args)
+    want = rnn_layer_ref(*args)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
     seed = torch.Generator().manual_seed(3)

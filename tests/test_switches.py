@@ -57,7 +57,7 @@ def read_cpu_switches():
     x = torch.randn(3, 2, 4)
     h0 = torch.zeros(2, 4)
     w = torch.randn(4, 4)
-    ops.rnn_fwd(x, h0, w, w, None, None)
+    ops.rnn_layer(x, h0, w, w, None, None)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in SWITCHES if n != "RNNFUSED_KERNEL"))

@@ -1,4 +1,4 @@
-// rnnfused host code: autograd of the differentiable ops (rnn, rnn_fwd, rnn_cell), in C++
+// rnnfused host code: autograd of the differentiable ops (rnn, rnn_layer, rnn_cell), in C++
 // (torch::autograd::Function, registered for the Autograd key, as torchvision's ops do).
 //
 // One template, FusedFunction, holds what the three share:
@@ -184,11 +184,11 @@ struct WeightsAndState {
   }
 };
 
-// rnn_fwd: one layer-direction.
+// rnn_layer: one layer-direction.
 struct LayerOp : WeightsAndState {
-  using Fn = decltype(rnn_fwd);
+  using Fn = decltype(rnn_layer);
   static constexpr size_t kOtherArgs = 3;  // lengths, relu, reverse
-  static const auto& op() { return RNNFUSED_OP(rnn_fwd); }
+  static const auto& op() { return RNNFUSED_OP(rnn_layer); }
 
   template <class Args>
   static variable_list forward(AutogradContext* ctx, const Args& args) {
@@ -212,11 +212,11 @@ struct LayerOp : WeightsAndState {
 
   static variable_list backward(AutogradContext* ctx, const variable_list& s,
                                 const variable_list& grads, const std::vector<bool>& w) {
-    return spread(RNNFUSED_OP(rnn_bwd).call(opt(grads[0]), opt(grads[1]), s[0], s[1], s[2], s[3], s[6],
-                                            opt(ctx->saved_data["lengths"].toTensor()),
-                                            ctx->saved_data["relu"].toBool(),
-                                            ctx->saved_data["reverse"].toBool(),
-                                            {w[0], w[2], w[3], w[4] || w[5]}),
+    auto& d = ctx->saved_data;
+    return spread(RNNFUSED_OP(rnn_layer_backward)
+                      .call(opt(grads[0]), opt(grads[1]), s[0], s[1], s[2], s[3], s[6],
+                            opt(d["lengths"].toTensor()), d["relu"].toBool(),
+                            d["reverse"].toBool(), {w[0], w[2], w[3], w[4] || w[5]}),
                   w);
   }
 };
@@ -244,7 +244,7 @@ struct CellOp : WeightsAndState {
 
   static variable_list backward(AutogradContext* ctx, const variable_list& s,
                                 const variable_list& grads, const std::vector<bool>& w) {
-    return spread(RNNFUSED_OP(rnn_cell_bwd).call(grads[0], s[0], s[1], s[2], s[3], s[6],
+    return spread(RNNFUSED_OP(rnn_cell_backward).call(grads[0], s[0], s[1], s[2], s[3], s[6],
                                                  ctx->saved_data["relu"].toBool(),
                                                  {w[0], w[1], w[2], w[3], w[4] || w[5]}),
                   w);
@@ -341,7 +341,7 @@ struct ModuleOp {
 }  // namespace
 
 decltype(&rnn) const rnn_autograd = &FusedFunction<ModuleOp>::kernel;
-decltype(&rnn_fwd) const rnn_fwd_autograd = &FusedFunction<LayerOp>::kernel;
+decltype(&rnn_layer) const rnn_layer_autograd = &FusedFunction<LayerOp>::kernel;
 decltype(&rnn_cell) const rnn_cell_autograd = &FusedFunction<CellOp>::kernel;
 
 }  // namespace rnnfused

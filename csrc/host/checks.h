@@ -27,20 +27,20 @@ void check_shape(const Tensor& t, at::IntArrayRef expected, const char* name);
 // A bias, if given: like input, shape (G·H,).
 void check_bias(const optional<Tensor>& b, const Tensor& input, int64_t GH, const char* name);
 
-// rnn_fwd's and rnn_bwd's shared arguments (biases apart); returns (T, B, I, H).
+// rnn_layer's and rnn_layer_backward's shared arguments (biases apart); returns (T, B, I, H).
 std::array<int64_t, 4> check_layer_args(const Tensor& input, const Tensor& h0, const Tensor& w_ih,
                                         const Tensor& w_hh, const optional<Tensor>& lengths,
                                         const Cell& cell);
-// rnn_bwd's own: the forward's output and the gradients of the outputs.
+// rnn_layer_backward's own: the forward's output and the gradients of the outputs.
 void check_layer_bwd_args(const Tensor& input, const Tensor& output,
                           const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn,
                           int64_t T, int64_t B, int64_t H);
 
-// rnn_cell's and rnn_cell_bwd's shared arguments (biases apart): nn.RNNCell's checks and
+// rnn_cell's and rnn_cell_backward's shared arguments (biases apart): nn.RNNCell's checks and
 // messages (aten/src/ATen/native/RNN.cpp), then ours.
 void check_cell_args(const Tensor& input, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
                      const Cell& cell);
-// rnn_cell_bwd's own: the forward's output hy and its gradient.
+// rnn_cell_backward's own: the forward's output hy and its gradient.
 void check_cell_bwd_args(const Tensor& input, const Tensor& hy, const Tensor& grad_hy, int64_t B,
                          int64_t H);
 

@@ -1,6 +1,6 @@
 // rnnfused host code: one layer-direction forward and backward (layer.h), the fused cell step,
-// and the ops over them: rnn_fwd / rnn_bwd (one layer-direction) and rnn_cell / rnn_cell_bwd
-// (one cell step).
+// and the ops over them: rnn_layer / rnn_layer_backward (one layer-direction) and rnn_cell /
+// rnn_cell_backward (one cell step).
 //
 // A layer's input product is hoisted (one GEMM over all T·B rows into the output, then the
 // recurrence kernel) or done inside one fused cell step per time step: policy::input_mode
@@ -259,9 +259,9 @@ LayerGrads layer_bwd(const optional<Tensor>& grad_output, const optional<Tensor>
 }
 
 // ------------------------------------------------------------------------------------------------
-// rnn_fwd / rnn_bwd: one layer-direction
+// rnn_layer / rnn_layer_backward: one layer-direction
 
-std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const Tensor& w_ih,
+std::tuple<Tensor, Tensor> rnn_layer(const Tensor& input, const Tensor& h0, const Tensor& w_ih,
                                    const Tensor& w_hh, const optional<Tensor>& b_ih,
                                    const optional<Tensor>& b_hh, const optional<Tensor>& lengths,
                                    bool relu, bool reverse) {
@@ -275,7 +275,7 @@ std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const 
   return {out, hn};
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_layer_backward(
     const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn, const Tensor& input,
     const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& output,
     const optional<Tensor>& lengths, bool relu, bool reverse, std::array<bool, 4> output_mask) {
@@ -291,7 +291,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
 }
 
 // ------------------------------------------------------------------------------------------------
-// rnn_cell / rnn_cell_bwd: one cell step
+// rnn_cell / rnn_cell_backward: one cell step
 
 Tensor rnn_cell(const Tensor& input, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
                 const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu) {
@@ -313,7 +313,7 @@ Tensor rnn_cell(const Tensor& input, const Tensor& hx, const Tensor& w_ih, const
   return h_new;
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_bwd(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_backward(
     const Tensor& grad_hy, const Tensor& input, const Tensor& hx, const Tensor& w_ih,
     const Tensor& w_hh, const Tensor& hy, bool relu, std::array<bool, 5> output_mask) {
   NoAutocast no_autocast;
@@ -324,7 +324,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_bwd(
   DeviceGuard device(input);
   const auto opts = input.options();
   if (computes_in_float(input)) {
-    auto r = rnn_cell_bwd(grad_hy.to(at::kFloat), input.to(at::kFloat), hx.to(at::kFloat),
+    auto r = rnn_cell_backward(grad_hy.to(at::kFloat), input.to(at::kFloat), hx.to(at::kFloat),
                           w_ih.to(at::kFloat), w_hh.to(at::kFloat), hy.to(at::kFloat), relu, output_mask);
     const auto dt = input.scalar_type();
     return {std::get<0>(r).to(dt), std::get<1>(r).to(dt), std::get<2>(r).to(dt),

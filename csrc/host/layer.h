@@ -9,7 +9,7 @@
 #include <optional>
 
 #include "../cells/cell.h"
-#include "../cells/elman.h"
+#include "../cells/switch.h"
 #include "backend.h"
 
 namespace rnnfused {
@@ -25,10 +25,7 @@ inline Cell elman(bool relu) { return Cell{CellKind::Elman, relu ? Act::Relu : A
 
 // The cell's gate count G: its weights stack G blocks of H rows.
 inline int64_t gates(const Cell& cell) {
-  switch (cell.kind) {
-    case CellKind::Elman: return Elman::kGates;
-  }
-  return 1;
+  return RNNFUSED_CELL_SWITCH(cell.kind, C, [] { return int64_t{C::kGates}; });
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -3,14 +3,16 @@
 // typed handle from them (RNNFUSED_OP), so a signature is written here and in the definition only.
 // The schemas (registration.cpp) say the same in the dispatcher's language.
 //
-//   rnnfused::rnn           nn.RNN's whole forward (all layers, directions, inter-layer dropout;
-//                           padded or packed input) in one call      -> (output, h_n)    stack.cpp
-//   rnnfused::rnn_train     the same, plus what its backward needs    -> (output, h_n, saved)
-//   rnnfused::rnn_backward  backward of rnn_train                     -> (d input, d hx, d params)
-//   rnnfused::rnn_fwd       one layer, one direction, whole sequence  -> (output, h_n)    layer.cpp
-//   rnnfused::rnn_bwd       its backward (BPTT)   -> (d input, d h0, d w_ih, d w_hh, d bias)
-//   rnnfused::rnn_cell      one fused step, nn.RNNCell's forward      -> h'               layer.cpp
-//   rnnfused::rnn_cell_bwd  its backward          -> (d input, d hx, d w_ih, d w_hh, d bias)
+//   rnnfused::rnn                 nn.RNN's whole forward (all layers, directions, inter-layer
+//                                 dropout; padded or packed input)  -> (output, h_n)  stack.cpp
+//   rnnfused::rnn_train           the same, plus what its backward needs -> (output, h_n, saved)
+//   rnnfused::rnn_backward        backward of rnn_train             -> (d input, d hx, d params)
+//   rnnfused::rnn_layer           one layer, one direction, whole sequence -> (output, h_n)
+//   rnnfused::rnn_layer_backward  its backward (BPTT) -> (d input, d h0, d w_ih, d w_hh, d bias)
+//   rnnfused::rnn_cell            one fused step, nn.RNNCell's forward -> h'
+//   rnnfused::rnn_cell_backward   its backward        -> (d input, d hx, d w_ih, d w_hh, d bias)
+// (the layer and cell ops: layer.cpp). A name's suffix says what it is: none (forward),
+// _train (forward saving for backward), _backward; `rnn` the module, _layer, _cell the parts.
 //
 // The ops take the cell as `bool relu` (the Elman cell, tanh or relu: csrc/cells/elman.h).
 #pragma once
@@ -60,11 +62,11 @@ std::tuple<Tensor, Tensor, std::vector<Tensor>> rnn_backward(
 
 // One layer-direction (layer.cpp). output_mask: which of (input, w_ih, w_hh, bias) need a
 // gradient; grad_h0 always comes (it is free). One not needed comes back as an empty (0,) tensor.
-std::tuple<Tensor, Tensor> rnn_fwd(const Tensor& input, const Tensor& h0, const Tensor& w_ih,
+std::tuple<Tensor, Tensor> rnn_layer(const Tensor& input, const Tensor& h0, const Tensor& w_ih,
                                    const Tensor& w_hh, const optional<Tensor>& b_ih,
                                    const optional<Tensor>& b_hh, const optional<Tensor>& lengths,
                                    bool relu, bool reverse);
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_layer_backward(
     const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn, const Tensor& input,
     const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& output,
     const optional<Tensor>& lengths, bool relu, bool reverse, std::array<bool, 4> output_mask);
@@ -73,7 +75,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_bwd(
 // gradient; the others come back as empty tensors of shape (0,).
 Tensor rnn_cell(const Tensor& input, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
                 const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, bool relu);
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_bwd(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_backward(
     const Tensor& grad_hy, const Tensor& input, const Tensor& hx, const Tensor& w_ih,
     const Tensor& w_hh, const Tensor& hy, bool relu, std::array<bool, 5> output_mask);
 
@@ -81,7 +83,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_bwd(
 // The Autograd-key kernels of the differentiable ops (autograd.cpp), of the same types.
 
 extern decltype(&rnn) const rnn_autograd;
-extern decltype(&rnn_fwd) const rnn_fwd_autograd;
+extern decltype(&rnn_layer) const rnn_layer_autograd;
 extern decltype(&rnn_cell) const rnn_cell_autograd;
 
 // ------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //
 //   CPU       the implementations (ops.h), which route each tensor to its kernels (backend.h)
 //   CUDA      the same functions, where this build has the CUDA kernels
-//   Autograd  rnn, rnn_fwd and rnn_cell: C++ autograd (autograd.cpp). The backward ops have no
+//   Autograd  rnn, rnn_layer and rnn_cell: C++ autograd (autograd.cpp). The backward ops have no
 //             autograd of their own: double backward differentiates a composite instead.
 // The fake (shape-only) kernels that torch.compile and torch.export use are registered in Python
 // (rnnfused/ops.py).
@@ -21,10 +21,10 @@ void impl_kernels(torch::Library& m) {
   m.impl("rnn", &rnn);
   m.impl("rnn_train", &rnn_train);
   m.impl("rnn_backward", &rnn_backward);
-  m.impl("rnn_fwd", &rnn_fwd);
-  m.impl("rnn_bwd", &rnn_bwd);
+  m.impl("rnn_layer", &rnn_layer);
+  m.impl("rnn_layer_backward", &rnn_layer_backward);
   m.impl("rnn_cell", &rnn_cell);
-  m.impl("rnn_cell_bwd", &rnn_cell_bwd);
+  m.impl("rnn_cell_backward", &rnn_cell_backward);
 }
 
 }  // namespace
@@ -50,18 +50,18 @@ RNNFUSED_LIBRARY(RNNFUSED_OPS_NAMESPACE, m) {
       "bool bidirectional, bool relu, float dropout, bool train, bool[] output_mask) "
       "-> (Tensor, Tensor, Tensor[])");
   m.def(
-      "rnn_fwd(Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "rnn_layer(Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "Tensor? lengths, bool relu, bool reverse) -> (Tensor, Tensor)");
   m.def(
-      "rnn_bwd(Tensor? grad_output, Tensor? grad_hn, Tensor input, Tensor h0, Tensor w_ih, "
-      "Tensor w_hh, Tensor output, Tensor? lengths, bool relu, bool reverse, bool[4] output_mask) "
+      "rnn_layer_backward(Tensor? grad_output, Tensor? grad_hn, Tensor input, Tensor h0, "
+      "Tensor w_ih, Tensor w_hh, Tensor output, Tensor? lengths, bool relu, bool reverse, bool[4] output_mask) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "rnn_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "bool relu) -> Tensor");
   m.def(
-      "rnn_cell_bwd(Tensor grad_hy, Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor hy, "
-      "bool relu, bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "rnn_cell_backward(Tensor grad_hy, Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, "
+      "Tensor hy, bool relu, bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 RNNFUSED_LIBRARY_IMPL(RNNFUSED_OPS_NAMESPACE, CPU, m) { impl_kernels(m); }
@@ -72,7 +72,7 @@ RNNFUSED_LIBRARY_IMPL(RNNFUSED_OPS_NAMESPACE, CUDA, m) {
 
 RNNFUSED_LIBRARY_IMPL(RNNFUSED_OPS_NAMESPACE, Autograd, m) {
   m.impl("rnn", rnn_autograd);
-  m.impl("rnn_fwd", rnn_fwd_autograd);
+  m.impl("rnn_layer", rnn_layer_autograd);
   m.impl("rnn_cell", rnn_cell_autograd);
 }
 
