@@ -15,6 +15,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
     import torch  # loads libtorch before our extension
 
+    from . import _build_mode
     from ._build import build_info, load_extension
 
     _C = load_extension()  # checks the torch it was built for first; registers torch.ops.rnnfused.*
@@ -22,7 +23,8 @@ with warnings.catch_warnings():
     from .cell import FusedRNNCell
     from .module import FusedRNN, convert
 
-__version__ = "0.1.0"
+# The installed version: "0.1.0+cpu" or "0.1.0+cu130", what the build compiled (rnnfused/_build_mode.py).
+__version__ = (build_info() or {}).get("VERSION", _build_mode.VERSION)
 __all__ = ["FusedRNN", "FusedRNNCell", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "cpu_isa",
            "build_info"]
 

@@ -19,6 +19,25 @@ __all__ = ["FusedRNNCell"]
 _cell_op = torch.ops.rnnfused.rnn_cell.default  # the fused step (csrc/host/), autograd included
 
 
+# ATen's names of the dtypes, as its messages print them.
+_ATEN_NAME = {torch.float64: "Double", torch.float32: "Float", torch.float16: "Half", torch.bfloat16: "BFloat16",
+              torch.int64: "Long", torch.int32: "Int", torch.int16: "Short", torch.int8: "Char",
+              torch.uint8: "Byte", torch.bool: "Bool", torch.complex64: "ComplexFloat",
+              torch.complex128: "ComplexDouble"}
+
+
+def _check_dtypes(input, hx, w_ih, w_hh):
+    """nn.RNNCell's error for an input or hx whose dtype is not the weights' (its matmul's words:
+    the input against weight_ih first, then hx against weight_hh). nn.RNNCell checks the shapes
+    first: where one is wrong, the op raises nn's shape error instead (input and hx are 2-D here)."""
+    if input.size(1) != w_ih.size(1) or hx.size(1) != w_hh.size(1) or hx.size(0) != input.size(0):
+        return
+    for a, w in ((input, w_ih), (hx, w_hh)):
+        if a.dtype != w.dtype:
+            raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
+                               f"{_ATEN_NAME.get(a.dtype, a.dtype)} and {_ATEN_NAME.get(w.dtype, w.dtype)}")
+
+
 class FusedRNNCell(nn.RNNCellBase):
     r"""A drop-in replacement for :class:`torch.nn.RNNCell` (Elman cell, tanh or relu).
 
@@ -68,6 +87,7 @@ class FusedRNNCell(nn.RNNCellBase):
                 input, hx = cast(input, dtype), cast(hx, dtype)
                 w_ih, w_hh = cast(w_ih, dtype), cast(w_hh, dtype)
                 b_ih, b_hh = cast(b_ih, dtype), cast(b_hh, dtype)
+            _check_dtypes(input, hx, w_ih, w_hh)
             if _onnx.in_dynamo_export():
                 ret = _onnx.cell_symbolic(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
             else:

@@ -28,6 +28,25 @@ __all__ = ["FusedRNN", "convert"]
 
 _rnn_op = torch.ops.rnnfused.rnn.default  # the op (csrc/host/): every layer, direction, dropout
 
+PACKED_UNDER_COMPILE = (
+    "FusedRNN got a PackedSequence under torch.compile. Its batch sizes are data (batch_sizes[0] "
+    "is h_0's batch size, as nn.RNN reads it), which Dynamo cannot trace, so the graph breaks "
+    "here; with fullgraph=True that is an error. To compile one graph, pass a padded tensor "
+    "(and h_0) instead of a PackedSequence and pick each sequence's outputs by its length; or "
+    "compile without fullgraph=True: the packed call then runs between two graphs, with eager's "
+    "results.")
+# graph_break(msg=...) in the torch versions rnnfused is tested with; older ones break without it.
+_GRAPH_BREAK_TAKES_MSG = torch.torch_version.TorchVersion(torch.__version__) >= (2, 12)
+
+
+def _graph_break_for_packed_input():
+    """Under Dynamo only: break the graph where a packed input starts, with the message a user of
+    fullgraph=True gets (instead of Dynamo's "Could not guard on data-dependent expression")."""
+    if _GRAPH_BREAK_TAKES_MSG:
+        torch._dynamo.graph_break(msg=PACKED_UNDER_COMPILE)
+    else:
+        torch._dynamo.graph_break()
+
 
 class FusedRNN(nn.RNNBase):
     r"""A drop-in replacement for :class:`torch.nn.RNN` (Elman RNN, tanh or relu).
@@ -78,6 +97,8 @@ class FusedRNN(nn.RNNBase):
         is_batched = True
         batch_dim = 0 if self.batch_first else 1
         if isinstance(orig_input, PackedSequence):
+            if not torch.jit.is_scripting() and torch.compiler.is_dynamo_compiling():
+                _graph_break_for_packed_input()
             input, batch_sizes, sorted_indices, unsorted_indices = orig_input
             if hx is None:
                 hx = torch.zeros(

@@ -81,3 +81,74 @@ def test_stepping_bench_runs_and_checks_answers(tmp_path):
     n = text.count("| FusedRNN vs nn.RNN |") + text.count("| FusedRNNCell vs nn.RNNCell |")
     assert n == 44                                      # 22 rows x (fwd, fwd+bwd)
     assert f"answers: {n}/{n} rows agree" in text
+
+
+class _Con:
+    def __init__(self, key, label):
+        self.key, self.label = key, label
+
+
+def _figures(monkeypatch, tmp_path, rows, contenders):
+    """Draw both figures from rows; returns {"speedup": Figure, "memory": Figure} (kept open)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rnnbench import plot
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    info = {"device": "cpu (test)", "threads": 1, "torch": "x"}
+    assert plot.write_plot(str(tmp_path / "s.png"), info, rows, contenders)
+    assert plot.write_memory_plot(str(tmp_path / "m.png"), info, rows, contenders)
+    assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path / "m.png").stat().st_size > 1000
+    return dict(zip(("speedup", "memory"), kept))
+
+
+def test_figures_show_every_contender_on_one_meaning_per_panel(monkeypatch, tmp_path):
+    cons = [_Con("fused", "fused"), _Con("ref", "native"), _Con("ort", "onnxruntime")]
+    rows = []
+    for mode in ("fwd", "fwd+bwd"):
+        for H in (32, 64, 128, 256, 512):
+            r = row(1, H, 1000, 40.0 / H ** 0.5, mode=mode)
+            r.update(x_ref_q1=r["x_ref"] * 0.9, x_ref_q3=r["x_ref"] * 1.1)
+            if mode == "fwd+bwd":
+                r.update(fused_saved_mb=H / 10, ref_saved_mb=H / 10)    # equal bytes: the lines coincide
+            else:
+                r.update(x_ort=2.0, x_ort_q1=1.8, x_ort_q3=2.3)
+            rows.append(r)
+    figs = _figures(monkeypatch, tmp_path, rows, cons)
+
+    panels = [ax for ax in figs["speedup"].axes if ax.get_visible() and ax.lines]
+    assert len(panels) == 3            # (nn.RNN: fwd, fwd+bwd) + (onnxruntime: fwd), along H
+    for ax in panels:
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(labels) == 1
+        other = "nn.RNN (native)" if "nn.RNN" in labels[0] else "onnxruntime"
+        assert labels[0] == f"FusedRNN vs {other}"
+        assert other in ax.get_ylabel() and other in ax.get_title()   # the y meaning names its contender
+        assert ax.get_yscale() == "log"
+        assert ax.collections, "no spread band"                    # interquartile range drawn
+        ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert ticks and all("\\times" not in t and "^" not in t for t in ticks), ticks
+        line = [ln for ln in ax.lines if ln.get_label() == labels[0]][0]
+        assert len(line.get_xdata()) == 5
+
+    mem = [ax for ax in figs["memory"].axes if ax.lines]
+    assert len(mem) == 1               # fwd+bwd along H (the forward saves nothing)
+    lines = {ln.get_label(): ln for ln in mem[0].lines}
+    fused, ref = lines["FusedRNN"], lines["nn.RNN (native)"]
+    assert list(fused.get_ydata()) == list(ref.get_ydata())        # they coincide, and yet:
+    assert fused.get_color() != ref.get_color()
+    assert fused.get_linestyle() != ref.get_linestyle()
+    assert ref.get_markersize() > fused.get_markersize() and ref.get_markerfacecolor() == "none"
+    assert ref.get_zorder() < fused.get_zorder()                   # the larger hollow markers sit under
+
+
+def test_quick_presets_sweep_five_points():
+    from rnnbench.config import preset
+    from rnnbench.plot import AXES
+    for device in ("cpu", "cuda"):
+        rows = [dict(B=c.B, H=c.H, T=c.T, I=c.I, L=c.layers, dir="uni", dtype=str(c.dtype), mode="fwd", x=1.0)
+                for c in preset(device, False)]
+        found = [pts for var in AXES for _, pts in sweeps(rows, "fwd", var, "x")]
+        assert found and all(len(p) >= 5 for p in found), (device, [len(p) for p in found])

@@ -118,13 +118,56 @@ def test_unknown_nonlinearity_raises_at_forward_like_nn_rnncell():
             m(torch.randn(1, 2))
 
 
-def test_dtype_mismatch_raises_runtime_error_like_nn_rnncell():
+def _error(fn):
+    with pytest.raises(Exception) as e:
+        fn()
+    return type(e.value), str(e.value).splitlines()[0]
+
+
+F32, F64 = torch.float32, torch.float64
+
+
+@pytest.mark.parametrize("weights, x_dtype, hx_dtype, batched", [
+    (F32, F64, None, True),               # input in another dtype than the module
+    (F32, F64, F64, True),
+    (F32, F32, F64, True),                # hx alone
+    (F32, torch.float16, None, True),
+    (F32, torch.bfloat16, F32, True),
+    (F32, torch.int64, None, True),       # an integer input
+    (F64, F32, None, True),               # a float64 module, float32 input
+    (F64, F64, F32, True),
+    (F32, F64, None, False),              # unbatched
+    (F32, F32, F64, False),
+])
+def test_dtype_mismatch_raises_nn_rnncells_error(weights, x_dtype, hx_dtype, batched):
+    """The same exception and message as nn.RNNCell ("mat1 and mat2 must have the same dtype, but
+    got Double and Float"): input against weight_ih first, then hx against weight_hh."""
+    ref, fused = make_pair(5, 7, module=nn.RNNCell, dtype=weights)
+    x = torch.randn((3, 5) if batched else (5,), dtype=F64).to(x_dtype)
+    hx = None if hx_dtype is None else torch.randn((3, 7) if batched else (7,), dtype=hx_dtype)
+    want = _error(lambda: ref(x, hx))
+    assert want[0] is RuntimeError and "must have the same dtype" in want[1], want
+    assert _error(lambda: fused(x, hx)) == want
+
+
+@pytest.mark.parametrize("x_shape, hx_shape", [((3, 4), None), ((3, 5), (3, 6)), ((3, 5), (2, 7))])
+def test_wrong_shape_and_dtype_raise_the_shape_error_first(x_shape, hx_shape):
+    """nn.RNNCell checks shapes before dtypes: the same error comes first here."""
     ref, fused = make_pair(5, 7, module=nn.RNNCell)
-    x = torch.randn(2, 5, dtype=torch.float64)
-    with pytest.raises(RuntimeError):
-        ref(x)
-    with pytest.raises(RuntimeError, match="dtype"):
-        fused(x)
+    x = torch.randn(x_shape, dtype=F64)
+    hx = None if hx_shape is None else torch.randn(hx_shape, dtype=F64)
+    want = _error(lambda: ref(x, hx))
+    assert "dtype" not in want[1], want
+    assert _error(lambda: fused(x, hx)) == want
+
+
+def test_dtype_mismatch_without_bias_names_both_dtypes():
+    """Without bias nn.RNNCell's matmul words it in C++ type names ("expected m1 and m2 to have the
+    same dtype, but got: double != float"); FusedRNNCell says it as with a bias, in ATen's names."""
+    ref, fused = make_pair(5, 7, module=nn.RNNCell, bias=False)
+    x = torch.randn(3, 5, dtype=F64)
+    assert _error(lambda: ref(x))[0] is RuntimeError
+    assert _error(lambda: fused(x)) == (RuntimeError, "mat1 and mat2 must have the same dtype, but got Double and Float")
 
 
 # ------------------------------------------------------------------------------------------------

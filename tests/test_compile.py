@@ -168,6 +168,20 @@ def test_packed_sequence_compiles_with_a_graph_break():
     torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-4)
 
 
+def test_packed_sequence_under_fullgraph_says_what_to_do():
+    """fullgraph=True cannot hold a packed input (its batch sizes are data): the error says so and
+    what to do (pad instead of pack, or compile without fullgraph), instead of Dynamo's bare
+    "Could not guard on data-dependent expression"."""
+    _, fused = make_pair(5, 7)
+    packed = pack_padded_sequence(torch.randn(6, 3, 5), torch.tensor([6, 4, 2]))
+    with pytest.raises(torch._dynamo.exc.Unsupported) as e:
+        torch.compile(fused, fullgraph=True, backend="aot_eager")(packed)
+    msg = str(e.value)
+    assert rnnfused.module.PACKED_UNDER_COMPILE in msg, msg
+    assert "pass a padded tensor" in msg and "without fullgraph=True" in msg
+    assert "data-dependent" not in msg
+
+
 @pytest.mark.slow
 def test_inductor_training_matches_eager():
     """The default backend (inductor) on a small model around FusedRNN: three SGD steps, compiled

@@ -36,11 +36,12 @@ def cfg(B, H, T, I=None, **kw):
 def preset(device, full):
     f32, b16, f16, f64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
     if device == "cpu":
-        # The five CPU target shapes, and controlled sweeps through them (one of B, H, T varies):
-        # H at B=1, T=1000; B at H=64, T=1000; T at B=8, H=64.
+        # The five CPU target shapes, and controlled sweeps of five points through them (one of
+        # B, H, T varies): H at B=1, T=1000; B at H=64, T=1000; T at B=8, H=64.
         targets = [cfg(B, H, T) for B, H, T in cpu_target_shapes()]
-        sweeps = ([cfg(1, H, 1000) for H in (32, 64, 128, 256)] + [cfg(B, 64, 1000) for B in (1, 8, 64)]
-                  + [cfg(8, 64, T) for T in (100, 300, 1000)])
+        sweeps = ([cfg(1, H, 1000) for H in (32, 64, 128, 256, 512)]
+                  + [cfg(B, 64, 1000) for B in (1, 4, 8, 16, 64)]
+                  + [cfg(8, 64, T) for T in (30, 100, 300, 1000, 3000)])
         quick = list(dict.fromkeys(targets + sweeps))
         if not full:
             return quick
@@ -50,7 +51,10 @@ def preset(device, full):
                      for L, bi in ((2, False), (1, True), (2, True))]
         dtypes = [cfg(B, H, 300, dtype=dt) for B, H in ((1, 64), (64, 256)) for dt in (f64, b16)]
         return list(dict.fromkeys(quick + grid + structure + dtypes))
-    quick = [cfg(B, H, 1000, dtype=dt) for dt in (f32, b16) for B in (1, 16, 64) for H in (128, 512, 1024)]
+    # Two sweeps of five points crossing at B=16, H=1024: H at B=16, B at H=1024 (T = 1000).
+    quick = [cfg(B, H, 1000, dtype=dt) for dt in (f32, b16)
+             for B, H in dict.fromkeys([(16, H) for H in (128, 256, 512, 1024, 2048)]
+                                       + [(B, 1024) for B in (1, 4, 16, 64, 256)])]
     if not full:
         return quick
     grid = [cfg(B, H, T, dtype=dt) for dt in (f32, b16, f16) for T in (100, 1000)

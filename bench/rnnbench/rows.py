@@ -93,6 +93,11 @@ def bench_row(c, mode, contenders, inputs, args, setup):
         row[f"{con.key}_us"] = med[con.key] * 1e6 / c.T
         if con.key != "fused":
             row[f"x_{con.key}"] = med[con.key] / med["fused"]
+            # the spread of the speed-up: quartiles of the per-round ratio (a round times both
+            # side by side), drawn as error bars in the figures; in results.json
+            ratios = [a / b for a, b in zip(times[con.key], times["fused"])]
+            q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+            row[f"x_{con.key}_q1"], row[f"x_{con.key}_q3"] = q[0], q[2]
     if getattr(args, "memory", False):   # after the timing, so it never disturbs it
         for con in timed:
             row.update(measure_memory(con, runner, inputs[0], mode, args.device))
