@@ -23,6 +23,7 @@ from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import cast_all
 from .cell import FusedRNNCell
+from .lstm import FusedLSTM, FusedLSTMCell
 
 __all__ = ["FusedRNN", "convert"]
 
@@ -224,15 +225,19 @@ class FusedRNN(nn.RNNBase):
 
 
 def convert(model: nn.Module) -> nn.Module:
-    """Replace every torch.nn.RNN and torch.nn.RNNCell inside `model` (in place) by a FusedRNN or
-    FusedRNNCell sharing its parameters. Returns the model; if `model` itself is one of them,
-    returns its replacement."""
+    """Replace every torch.nn.RNN, nn.RNNCell, nn.LSTM and nn.LSTMCell inside `model` (in place) by
+    a FusedRNN, FusedRNNCell, FusedLSTM or FusedLSTMCell sharing its parameters. Returns the model;
+    if `model` itself is one of them, returns its replacement."""
 
     def swap(m: nn.Module) -> Optional[nn.Module]:
         if isinstance(m, nn.RNN):
             return FusedRNN.from_rnn(m)
         if isinstance(m, nn.RNNCell):
             return FusedRNNCell.from_cell(m)
+        if isinstance(m, nn.LSTM):
+            return FusedLSTM.from_lstm(m)
+        if isinstance(m, nn.LSTMCell):
+            return FusedLSTMCell.from_cell(m)
         return None
 
     replaced = swap(model)

@@ -20,6 +20,8 @@
 #include <tuple>
 #include <vector>
 
+#include "backend.h"
+#include "checks.h"
 #include "composite.h"
 #include "layer.h"
 #include "ops.h"
@@ -69,6 +71,11 @@ template <>
 std::tuple<Tensor, Tensor> as_op_result<std::tuple<Tensor, Tensor>>(const variable_list& v) {
   return {v[0], v[1]};
 }
+template <>
+std::tuple<Tensor, Tensor, Tensor> as_op_result<std::tuple<Tensor, Tensor, Tensor>>(
+    const variable_list& v) {
+  return {v[0], v[1], v[2]};
+}
 
 // Gradients of `outputs` (with `grad_outputs`, undefined = not used) w.r.t. the inputs whose
 // `wanted` flag is set, with a graph (create_graph): undefined where not wanted or unused.
@@ -102,6 +109,9 @@ variable_list grad_with_graph(const variable_list& outputs, const variable_list&
 // Op: the trait.
 //   Fn                      the op's function type (ops.h): the Autograd kernel's and forward's
 //   kOtherArgs              the op's arguments after the differentiable ones (no gradient)
+//   kComposite              whether some backend lacks kernels for the op's cell; then
+//   composite_only(a...)    says whether these arguments' backend does, and
+//   composite_call(a...)    runs the forward as differentiable ATen ops (no Function)
 //   op()                    the op, run when no input needs a gradient
 //   forward(ctx, args)      runs the forward for autograd (args: a tuple of the op's arguments),
 //                           saves the differentiable inputs first, returns the outputs
@@ -123,6 +133,11 @@ struct FusedFunctionImpl<Self, Op, R(A...)> : torch::autograd::Function<Self> {
     if (!any_requires_grad(a...)) {
       at::AutoDispatchBelowADInplaceOrView below;
       return Op::op().call(a...);
+    }
+    // A backend without kernels for the cell (backend::has_kernels): the composite's ATen ops,
+    // recorded by autograd as they run.
+    if constexpr (Op::kComposite) {
+      if (Op::composite_only(a...)) return Op::composite_call(a...);
     }
     return as_op_result<R>(Self::apply(a...));
   }
@@ -162,20 +177,28 @@ struct FusedFunction : FusedFunctionImpl<FusedFunction<Op>, Op> {};
 // ------------------------------------------------------------------------------------------------
 // The traits
 
+// Which of the first n saved inputs need a gradient, where the absent optional ones (undefined)
+// are not inputs of the autograd node: its input edges are counted among the defined ones only.
+std::vector<bool> wanted_defined(AutogradContext* ctx, const variable_list& s, size_t n) {
+  std::vector<bool> mask(n, false);
+  size_t edge = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!s[i].defined()) continue;
+    mask[i] = ctx->needs_input_grad(edge++);
+  }
+  return mask;
+}
+
 // What the one-layer and the cell op share: the differentiable inputs (input, h, w_ih, w_hh,
 // b_ih, b_hh), saved as s[0..5] (absent biases as undefined tensors), the output after them; the
 // backward op returns (d input, d h, d w_ih, d w_hh, d bias).
 struct WeightsAndState {
   // Absent biases (undefined s[4], s[5]) are not inputs of the autograd node, so the node's
   // input edges are counted among the defined ones only.
+  static constexpr bool kComposite = false;  // every backend runs the Elman cell
+
   static std::vector<bool> wanted(AutogradContext* ctx, const variable_list& s) {
-    std::vector<bool> mask(6, false);
-    size_t edge = 0;
-    for (int i = 0; i < 6; ++i) {
-      if (i >= 4 && !s[i].defined()) continue;
-      mask[i] = ctx->needs_input_grad(edge++);
-    }
-    return mask;
+    return wanted_defined(ctx, s, 6);
   }
 
   // The backward op's five gradients as the six inputs', where wanted.
@@ -210,10 +233,11 @@ struct LayerOp : WeightsAndState {
 
   static variable_list composite(AutogradContext* ctx, const variable_list& s,
                                  const std::vector<bool>&) {
-    auto [out, hn] = composite_layer(s[0], s[1], {s[2], s[3], opt(s[4]), opt(s[5])},
-                                     opt(ctx->saved_data["lengths"].toTensor()),
-                                     elman(ctx->saved_data["relu"].toBool()),
-                                     ctx->saved_data["reverse"].toBool());
+    auto [out, hn, cn] = composite_layer(s[0], {s[1], Tensor()},
+                                         {s[2], s[3], opt(s[4]), opt(s[5]), std::nullopt},
+                                         opt(ctx->saved_data["lengths"].toTensor()),
+                                         elman(ctx->saved_data["relu"].toBool()),
+                                         ctx->saved_data["reverse"].toBool());
     return {out, hn};
   }
 
@@ -245,8 +269,9 @@ struct CellOp : WeightsAndState {
 
   static variable_list composite(AutogradContext* ctx, const variable_list& s,
                                  const std::vector<bool>&) {
-    return {composite_cell(s[0], s[1], {s[2], s[3], opt(s[4]), opt(s[5])},
-                           elman(ctx->saved_data["relu"].toBool()))};
+    return {std::get<0>(composite_cell(s[0], {s[1], Tensor()},
+                                       {s[2], s[3], opt(s[4]), opt(s[5]), std::nullopt},
+                                       elman(ctx->saved_data["relu"].toBool())))};
   }
 
   static variable_list backward(AutogradContext* ctx, const variable_list& s,
@@ -261,6 +286,7 @@ struct CellOp : WeightsAndState {
 // rnn: the whole module. Saved: input, hx, params..., output, then rnn_train's saved tensors
 // (each layer's output but the last, then the dropout noise); the other arguments in saved_data.
 struct ModuleOp {
+  static constexpr bool kComposite = false;
   using Fn = decltype(rnn);
   // batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train
   static constexpr size_t kOtherArgs = 7;
@@ -320,7 +346,7 @@ struct ModuleOp {
     const std::vector<Tensor> params(s.begin() + 2, s.begin() + 2 + nP);
     // After the output: each layer's output but the last, then the noise.
     const std::vector<Tensor> noises(s.begin() + 3 + nP + (c.L - 1), s.end());
-    auto [out, hn] = composite_rnn(s[0], s[1], params, a.batch_sizes, c, noises);
+    auto [out, hn, cn] = composite_rnn(s[0], s[1], std::nullopt, params, a.batch_sizes, c, noises);
     return {out, hn};
   }
 
@@ -345,9 +371,236 @@ struct ModuleOp {
   }
 };
 
+// ------------------------------------------------------------------------------------------------
+// The LSTM's ops. The state is Tensor[] hx = (h, c): autograd counts its two tensors as two
+// inputs, saved as s[1], s[2]. Where the inputs' backend has no LSTM kernels (CUDA, so far), the
+// forward is the composite itself (kComposite).
+bool lstm_composite_only(const Tensor& input) { return !backend::has_kernels(input, lstm_cell_kind()); }
+std::vector<Tensor> pair(const Tensor& a, const Tensor& b) { return {a, b}; }
+
+// lstm_layer: one layer-direction. Saved: input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr (absent
+// optional ones undefined).
+struct LSTMLayerOp {
+  using Fn = decltype(lstm_layer);
+  static constexpr size_t kOtherArgs = 2;  // lengths, reverse
+  static constexpr bool kComposite = true;
+  static const auto& op() { return RNNFUSED_OP(lstm_layer); }
+  static bool composite_only(const Tensor& input, TensorList, const Tensor&, const Tensor&,
+                             const optional<Tensor>&, const optional<Tensor>&,
+                             const optional<Tensor>&, const optional<Tensor>&, bool) {
+    return lstm_composite_only(input);
+  }
+  static std::tuple<Tensor, Tensor, Tensor> composite_call(
+      const Tensor& input, TensorList hx, const Tensor& w_ih, const Tensor& w_hh,
+      const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
+      const optional<Tensor>& lengths, bool reverse) {
+    return composite_layer(input, {hx[0], hx[1]}, {w_ih, w_hh, b_ih, b_hh, w_hr}, lengths,
+                           lstm_cell_kind(), reverse);
+  }
+
+  template <class Args>
+  static variable_list forward(AutogradContext* ctx, const Args& args) {
+    const auto& [input, hx, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse] = args;
+    auto [out, hn, cn] = call_with(op(), args);
+    ctx->save_for_backward({input, hx[0], hx[1], w_ih, w_hh, opt_tensor(b_ih), opt_tensor(b_hh),
+                            opt_tensor(w_hr)});
+    ctx->saved_data["lengths"] = opt_tensor(lengths);
+    ctx->saved_data["reverse"] = reverse;
+    return {out, hn, cn};
+  }
+
+  static std::vector<bool> wanted(AutogradContext* ctx, const variable_list& s) {
+    return wanted_defined(ctx, s, 8);
+  }
+
+  static variable_list composite(AutogradContext* ctx, const variable_list& s,
+                                 const std::vector<bool>&) {
+    auto [out, hn, cn] = composite_layer(s[0], {s[1], s[2]}, {s[3], s[4], opt(s[5]), opt(s[6]), opt(s[7])},
+                                         opt(ctx->saved_data["lengths"].toTensor()),
+                                         lstm_cell_kind(), ctx->saved_data["reverse"].toBool());
+    return {out, hn, cn};
+  }
+
+  static variable_list backward(AutogradContext* ctx, const variable_list& s,
+                                const variable_list& grads, const std::vector<bool>& w) {
+    auto& d = ctx->saved_data;
+    const auto r = RNNFUSED_OP(lstm_layer_backward)
+                       .call(opt(grads[0]), opt(grads[1]), opt(grads[2]), s[0], pair(s[1], s[2]),
+                             s[3], s[4], opt(s[5]), opt(s[6]), opt(s[7]),
+                             opt(d["lengths"].toTensor()), d["reverse"].toBool(),
+                             {w[0], w[3], w[4], w[5] || w[6], w[7]});
+    variable_list g(8);
+    if (w[0]) g[0] = std::get<0>(r);
+    if (w[1]) g[1] = std::get<1>(r);
+    if (w[2]) g[2] = std::get<2>(r);
+    if (w[3]) g[3] = std::get<3>(r);
+    if (w[4]) g[4] = std::get<4>(r);
+    bias_grads(std::get<5>(r), w[5], w[6], g[5], g[6]);
+    if (w[7]) g[7] = std::get<6>(r);
+    return g;
+  }
+};
+
+// lstm_cell: one cell step. Saved: input, hx, cx, w_ih, w_hh, b_ih, b_hh.
+struct LSTMCellOp {
+  using Fn = decltype(lstm_cell);
+  static constexpr size_t kOtherArgs = 0;
+  static constexpr bool kComposite = true;
+  static const auto& op() { return RNNFUSED_OP(lstm_cell); }
+  static bool composite_only(const Tensor& input, TensorList, const Tensor&, const Tensor&,
+                             const optional<Tensor>&, const optional<Tensor>&) {
+    return lstm_composite_only(input);
+  }
+  static std::tuple<Tensor, Tensor> composite_call(const Tensor& input, TensorList hx,
+                                                   const Tensor& w_ih, const Tensor& w_hh,
+                                                   const optional<Tensor>& b_ih,
+                                                   const optional<Tensor>& b_hh) {
+    return composite_cell(input, {hx[0], hx[1]}, {w_ih, w_hh, b_ih, b_hh, std::nullopt},
+                          lstm_cell_kind());
+  }
+
+  template <class Args>
+  static variable_list forward(AutogradContext* ctx, const Args& args) {
+    const auto& [input, hx, w_ih, w_hh, b_ih, b_hh] = args;
+    auto [h, c] = call_with(op(), args);
+    ctx->save_for_backward({input, hx[0], hx[1], w_ih, w_hh, opt_tensor(b_ih), opt_tensor(b_hh)});
+    return {h, c};
+  }
+
+  static std::vector<bool> wanted(AutogradContext* ctx, const variable_list& s) {
+    return wanted_defined(ctx, s, 7);
+  }
+
+  static variable_list composite(AutogradContext*, const variable_list& s, const std::vector<bool>&) {
+    auto [h, c] = composite_cell(s[0], {s[1], s[2]}, {s[3], s[4], opt(s[5]), opt(s[6]), std::nullopt},
+                                 lstm_cell_kind());
+    return {h, c};
+  }
+
+  static variable_list backward(AutogradContext*, const variable_list& s,
+                                const variable_list& grads, const std::vector<bool>& w) {
+    const auto r = RNNFUSED_OP(lstm_cell_backward)
+                       .call(opt(grads[0]), opt(grads[1]), s[0], pair(s[1], s[2]), s[3], s[4],
+                             opt(s[5]), opt(s[6]), {w[0], w[3], w[4], w[5] || w[6]});
+    variable_list g(7);
+    if (w[0]) g[0] = std::get<0>(r);
+    if (w[1]) g[1] = std::get<1>(r);
+    if (w[2]) g[2] = std::get<2>(r);
+    if (w[3]) g[3] = std::get<3>(r);
+    if (w[4]) g[4] = std::get<4>(r);
+    bias_grads(std::get<5>(r), w[5], w[6], g[5], g[6]);
+    return g;
+  }
+};
+
+// lstm: the whole module. Saved: input, h0, c0, params..., output, then lstm_train's saved
+// tensors (each layer's output but the last, the dropout noise, each layer-direction's gates,
+// cs[, hp]); the other arguments in saved_data.
+struct LSTMModuleOp {
+  using Fn = decltype(lstm);
+  // batch_sizes, has_biases, num_layers, bidirectional, dropout, train
+  static constexpr size_t kOtherArgs = 6;
+  static constexpr bool kComposite = true;
+  static const auto& op() { return RNNFUSED_OP(lstm); }
+  static RNNConfig config_of(size_t n_params, bool has_biases, int64_t num_layers,
+                             bool bidirectional, double dropout, bool train) {
+    RNNConfig c = rnn_config(has_biases, num_layers, bidirectional, lstm_cell_kind(), dropout, train);
+    c.proj = static_cast<int64_t>(n_params) == c.L * c.D * (c.per_layer() + 1);
+    return c;
+  }
+
+  static bool composite_only(const Tensor& input, TensorList, TensorList, const optional<Tensor>&,
+                             bool, int64_t, bool, double, bool) {
+    return lstm_composite_only(input);
+  }
+  static std::tuple<Tensor, Tensor, Tensor> composite_call(
+      const Tensor& input, TensorList hx, TensorList params, const optional<Tensor>& batch_sizes,
+      bool has_biases, int64_t num_layers, bool bidirectional, double dropout, bool train) {
+    // The op's own checks first (they raise what the fused path raises).
+    TORCH_CHECK(hx.size() == 2, "rnnfused: hx must hold two tensors (h0, c0) for the LSTM, got ",
+                hx.size());
+    const RNNConfig c = check_rnn_args(input, hx[0], params, batch_sizes, has_biases, num_layers,
+                                       bidirectional, lstm_cell_kind(), dropout, train, hx[1]);
+    return composite_module(input, hx[0], hx[1], params, batch_sizes, c);
+  }
+
+  template <class Args>
+  static variable_list forward(AutogradContext* ctx, const Args& args) {
+    const auto& [input, hx, params, batch_sizes, has_biases, num_layers, bidirectional, dropout,
+                 train] = args;
+    auto [out, hn, cn, saved] = call_with(RNNFUSED_OP(lstm_train), args);
+    variable_list to_save{input, hx[0], hx[1]};
+    to_save.insert(to_save.end(), params.begin(), params.end());
+    to_save.push_back(out);
+    to_save.insert(to_save.end(), saved.begin(), saved.end());
+    ctx->save_for_backward(to_save);
+    ctx->saved_data["n_params"] = static_cast<int64_t>(params.size());
+    ctx->saved_data["batch_sizes"] = opt_tensor(batch_sizes);
+    ctx->saved_data["has_biases"] = has_biases;
+    ctx->saved_data["num_layers"] = num_layers;
+    ctx->saved_data["bidirectional"] = bidirectional;
+    ctx->saved_data["dropout"] = dropout;
+    ctx->saved_data["train"] = train;
+    return {out, hn, cn};
+  }
+
+  static std::vector<bool> wanted(AutogradContext* ctx, const variable_list&) {  // input, h0, c0, params
+    const int64_t nP = ctx->saved_data["n_params"].toInt();
+    std::vector<bool> mask(3 + nP);
+    for (int64_t i = 0; i < 3 + nP; ++i) mask[i] = ctx->needs_input_grad(i);
+    return mask;
+  }
+
+  static RNNConfig config(AutogradContext* ctx) {
+    auto& d = ctx->saved_data;
+    return config_of(static_cast<size_t>(d["n_params"].toInt()), d["has_biases"].toBool(),
+                     d["num_layers"].toInt(), d["bidirectional"].toBool(), d["dropout"].toDouble(),
+                     d["train"].toBool());
+  }
+
+  static variable_list composite(AutogradContext* ctx, const variable_list& s,
+                                 const std::vector<bool>& w) {
+    const RNNConfig c = config(ctx);
+    const size_t nP = w.size() - 3;
+    const std::vector<Tensor> params(s.begin() + 3, s.begin() + 3 + nP);
+    // After the output: each layer's output but the last, then the noise.
+    const auto noise0 = s.begin() + 4 + nP + (c.L - 1);
+    const std::vector<Tensor> noises(noise0, noise0 + (c.dropout_active() ? c.L - 1 : 0));
+    auto [out, hn, cn] = composite_rnn(s[0], s[1], s[2], params,
+                                       opt(ctx->saved_data["batch_sizes"].toTensor()), c, noises);
+    return {out, hn, cn};
+  }
+
+  static variable_list backward(AutogradContext* ctx, const variable_list& s,
+                                const variable_list& grads, const std::vector<bool>& w) {
+    auto& d = ctx->saved_data;
+    const size_t nP = w.size() - 3;
+    const std::vector<Tensor> params(s.begin() + 3, s.begin() + 3 + nP);
+    const std::vector<Tensor> saved(s.begin() + 4 + nP, s.end());
+    c10::List<bool> mask;
+    for (bool b : w) mask.push_back(b);
+    auto [g_in, g_h, g_c, g_params] =
+        RNNFUSED_OP(lstm_backward)
+            .call(opt(grads[0]), opt(grads[1]), opt(grads[2]), s[0], pair(s[1], s[2]), params,
+                  opt(d["batch_sizes"].toTensor()), s[3 + nP], saved, d["has_biases"].toBool(),
+                  d["num_layers"].toInt(), d["bidirectional"].toBool(), d["dropout"].toDouble(),
+                  d["train"].toBool(), mask);
+    variable_list g(w.size());
+    if (w[0]) g[0] = g_in;
+    if (w[1]) g[1] = g_h;
+    if (w[2]) g[2] = g_c;
+    for (size_t i = 0; i < nP; ++i)
+      if (w[3 + i]) g[3 + i] = g_params[i];
+    return g;
+  }
+};
+
 }  // namespace
 
 decltype(&rnn) const rnn_autograd = &FusedFunction<ModuleOp>::kernel;
+decltype(&lstm) const lstm_autograd = &FusedFunction<LSTMModuleOp>::kernel;
+decltype(&lstm_layer) const lstm_layer_autograd = &FusedFunction<LSTMLayerOp>::kernel;
+decltype(&lstm_cell) const lstm_cell_autograd = &FusedFunction<LSTMCellOp>::kernel;
 decltype(&rnn_layer) const rnn_layer_autograd = &FusedFunction<LayerOp>::kernel;
 decltype(&rnn_cell) const rnn_cell_autograd = &FusedFunction<CellOp>::kernel;
 
