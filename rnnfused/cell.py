@@ -4,7 +4,6 @@ One call is one op call (rnnfused::rnn_cell): h' = act(x W_ihᵀ + b_ih + h W_hh
 kernel, no intermediate tensor; autograd in C++ (csrc/host/). For stepping one input at a time
 (autoregressive generation, online control, RL, teaching code written with nn.RNNCell).
 """
-import warnings
 from typing import Optional
 
 import torch
@@ -13,6 +12,7 @@ from torch import Tensor, nn
 from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import any_autocast, autocast_dtype, cast
+from ._common import adopt, cell_weights
 
 __all__ = ["FusedRNNCell"]
 
@@ -81,7 +81,7 @@ class FusedRNNCell(nn.RNNCellBase):
         else:
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
         if not torch.jit.is_scripting():
-            w_ih, w_hh, b_ih, b_hh = self._weights()
+            w_ih, w_hh, b_ih, b_hh = cell_weights(self)
             if any_autocast():
                 dtype = autocast_dtype(input.device.type)
                 input, hx = cast(input, dtype), cast(hx, dtype)
@@ -98,16 +98,6 @@ class FusedRNNCell(nn.RNNCellBase):
             ret = ret.squeeze(0)
         return ret
 
-    def _weights(self):
-        """(weight_ih, weight_hh, bias_ih, bias_hh) from _parameters directly (Module.__getattr__
-        costs about a microsecond each); through getattr where a weight is not a registered
-        parameter (parametrize, or one replaced by a plain tensor)."""
-        p = self._parameters
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        if all(n in p for n in names):
-            return p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
-        return tuple(getattr(self, n) for n in names)
-
     @classmethod
     def from_cell(cls, cell: nn.RNNCell) -> "FusedRNNCell":
         """A FusedRNNCell computing what `cell` computes, sharing its Parameter objects (so an
@@ -115,17 +105,6 @@ class FusedRNNCell(nn.RNNCellBase):
         training mode."""
         if not isinstance(cell, nn.RNNCell):
             raise TypeError(f"FusedRNNCell.from_cell expects a torch.nn.RNNCell, got {type(cell).__name__}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fused = cls(
-                cell.input_size,
-                cell.hidden_size,
-                bias=cell.bias,
-                nonlinearity=cell.nonlinearity,
-                device="meta",
-                dtype=cell.weight_ih.dtype,
-            )
-        for name, _ in list(fused.named_parameters()):
-            setattr(fused, name, getattr(cell, name))
-        fused.train(cell.training)
-        return fused
+        return adopt(cls, cell, [n for n, _ in cell.named_parameters()], cell.input_size,
+                     cell.hidden_size, bias=cell.bias, nonlinearity=cell.nonlinearity,
+                     dtype=cell.weight_ih.dtype)

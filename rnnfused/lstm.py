@@ -11,7 +11,6 @@ functions themselves, so the messages are the same. The cell: one rnnfused::lstm
 On a CUDA tensor the LSTM runs as ATen ops for now (its CUDA kernels are a later step); the CPU
 runs the LSTM kernels (csrc/cpu/rnn_cpu_lstm.cpp).
 """
-import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -20,6 +19,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import any_autocast, autocast_dtype, cast, cast_all
+from ._common import SeqModule, adopt, cell_weights, graph_break_for_packed_input
 
 __all__ = ["FusedLSTM", "FusedLSTMCell"]
 
@@ -27,7 +27,7 @@ _lstm_op = torch.ops.rnnfused.lstm.default
 _lstm_cell_op = torch.ops.rnnfused.lstm_cell.default
 
 
-class FusedLSTM(nn.RNNBase):
+class FusedLSTM(SeqModule, nn.RNNBase):
     r"""A drop-in replacement for :class:`torch.nn.LSTM`.
 
     Same constructor (input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -63,11 +63,12 @@ class FusedLSTM(nn.RNNBase):
         batch_sizes: Optional[Tensor] = None
         sorted_indices: Optional[Tensor] = None
         unsorted_indices: Optional[Tensor] = None
-        num_directions = 2 if self.bidirectional else 1
         real_hidden_size = self.proj_size if self.proj_size > 0 else self.hidden_size
         is_batched = True
         batch_dim = 0 if self.batch_first else 1
         if isinstance(orig_input, PackedSequence):
+            if not torch.jit.is_scripting() and torch.compiler.is_dynamo_compiling():
+                graph_break_for_packed_input("FusedLSTM", "nn.LSTM")
             input, batch_sizes, sorted_indices, unsorted_indices = orig_input
             max_batch_size = int(batch_sizes[0])
             if hx is None:
@@ -104,7 +105,7 @@ class FusedLSTM(nn.RNNBase):
         if not torch.jit.is_scripting():
             x, state, weights = cast_all(x, hx[0], self._weights())
             c0 = cast(hx[1], autocast_dtype(x.device.type)) if any_autocast() else hx[1]
-            self._check_devices(x, state, c0, weights[0])
+            self._check_devices(x, weights[0], state, c0)
             output, h_n, c_n = _lstm_op(
                 x, [state, c0], weights, batch_sizes, self.bias, self.num_layers, self.bidirectional,
                 float(self.dropout), self.training,
@@ -131,34 +132,6 @@ class FusedLSTM(nn.RNNBase):
         c = torch.zeros(self.num_layers * D, batch, self.hidden_size, dtype=input.dtype, device=input.device)
         return h, c
 
-    def _weights(self):
-        """The current weights in nn.LSTM's order (see FusedRNN._weights)."""
-        weights = self._flat_weights
-        params = self._parameters
-        for name, w in zip(self._flat_weights_names, weights):
-            if params.get(name) is not w:
-                self._init_flat_weights()
-                return self._flat_weights
-        return weights
-
-    def _check_devices(self, x: Tensor, h: Tensor, c: Tensor, w: Tensor) -> None:
-        if x.device != w.device:
-            raise RuntimeError(
-                f"Input and parameter tensors are not at the same device, found input tensor at "
-                f"{x.device} and parameter tensor at {w.device}"
-            )
-        for name, s in (("hidden", h), ("cell", c)):
-            if s.device != x.device:
-                raise RuntimeError(
-                    f"Input and {name} tensors are not at the same device, found input tensor at "
-                    f"{x.device} and {name} tensor at {s.device}"
-                )
-            if s.dtype != x.dtype:
-                raise RuntimeError(f"Expected {name} state dtype {x.dtype} (the input's), got {s.dtype}")
-
-    def flatten_parameters(self) -> None:
-        """A no-op kept for compatibility (see FusedRNN.flatten_parameters)."""
-
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM) -> "FusedLSTM":
         """A FusedLSTM computing what `lstm` computes, sharing its Parameter objects (so an
@@ -166,25 +139,12 @@ class FusedLSTM(nn.RNNBase):
         training mode."""
         if not isinstance(lstm, nn.RNNBase) or lstm.mode != "LSTM":
             raise TypeError(f"FusedLSTM.from_lstm expects a torch.nn.LSTM, got {type(lstm).__name__}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # nn.LSTM already warned about its own arguments
-            fused = cls(
-                lstm.input_size,
-                lstm.hidden_size,
-                num_layers=lstm.num_layers,
-                bias=lstm.bias,
-                batch_first=lstm.batch_first,
-                dropout=lstm.dropout,
-                bidirectional=lstm.bidirectional,
-                proj_size=lstm.proj_size,
-                device="meta",
-                dtype=lstm.weight_ih_l0.dtype,
-            )
-        for name in lstm._flat_weights_names:
-            setattr(fused, name, getattr(lstm, name))
-        fused._init_flat_weights()
-        fused.train(lstm.training)
-        return fused
+        return adopt(
+            cls, lstm, lstm._flat_weights_names, lstm.input_size, lstm.hidden_size,
+            num_layers=lstm.num_layers, bias=lstm.bias, batch_first=lstm.batch_first,
+            dropout=lstm.dropout, bidirectional=lstm.bidirectional, proj_size=lstm.proj_size,
+            dtype=lstm.weight_ih_l0.dtype,
+        )
 
 
 class FusedLSTMCell(nn.RNNCellBase):
@@ -215,7 +175,7 @@ class FusedLSTMCell(nn.RNNCellBase):
         else:
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0)) if not is_batched else hx
         if not torch.jit.is_scripting():
-            w_ih, w_hh, b_ih, b_hh = self._weights()
+            w_ih, w_hh, b_ih, b_hh = cell_weights(self)
             h, c = hx[0], hx[1]
             if any_autocast():
                 dtype = autocast_dtype(input.device.type)
@@ -230,25 +190,11 @@ class FusedLSTMCell(nn.RNNCellBase):
             return ret[0].squeeze(0), ret[1].squeeze(0)
         return ret[0], ret[1]
 
-    def _weights(self):
-        """(weight_ih, weight_hh, bias_ih, bias_hh), as FusedRNNCell._weights."""
-        p = self._parameters
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        if all(n in p for n in names):
-            return p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
-        return tuple(getattr(self, n) for n in names)
-
     @classmethod
     def from_cell(cls, cell: nn.LSTMCell) -> "FusedLSTMCell":
         """A FusedLSTMCell computing what `cell` computes, sharing its Parameter objects, on its
         device and dtype, in its training mode."""
         if not isinstance(cell, nn.LSTMCell):
             raise TypeError(f"FusedLSTMCell.from_cell expects a torch.nn.LSTMCell, got {type(cell).__name__}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fused = cls(cell.input_size, cell.hidden_size, bias=cell.bias, device="meta",
-                        dtype=cell.weight_ih.dtype)
-        for name, _ in list(fused.named_parameters()):
-            setattr(fused, name, getattr(cell, name))
-        fused.train(cell.training)
-        return fused
+        return adopt(cls, cell, [n for n, _ in cell.named_parameters()], cell.input_size,
+                     cell.hidden_size, bias=cell.bias, dtype=cell.weight_ih.dtype)

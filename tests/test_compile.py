@@ -12,7 +12,8 @@ from torch._dynamo.utils import counters
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnfused
-from support import make_pair, random_state, requires_cuda
+from support import cell_kw, make_pair, random_state, requires_cuda
+from rnnfused._common import packed_under_compile
 from rnnfused import FusedRNN
 
 
@@ -191,16 +192,18 @@ def test_packed_sequence_compiles_with_a_graph_break():
     torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-4)
 
 
-def test_packed_sequence_under_fullgraph_says_what_to_do():
+@pytest.mark.parametrize("cell", ["tanh", "lstm"])
+def test_packed_sequence_under_fullgraph_says_what_to_do(cell):
     """fullgraph=True cannot hold a packed input (its batch sizes are data): the error says so and
     what to do (pad instead of pack, or compile without fullgraph), instead of Dynamo's bare
     "Could not guard on data-dependent expression"."""
-    _, fused = make_pair(5, 7)
+    module, kw = cell_kw(cell)
+    _, fused = make_pair(5, 7, module=module, **kw)
     packed = pack_padded_sequence(torch.randn(6, 3, 5), torch.tensor([6, 4, 2]))
     with pytest.raises(torch._dynamo.exc.Unsupported) as e:
         torch.compile(fused, fullgraph=True, backend="aot_eager")(packed)
     msg = str(e.value)
-    assert rnnfused.module.PACKED_UNDER_COMPILE in msg, msg
+    assert packed_under_compile(type(fused).__name__, "nn." + module.__name__) in msg, msg
     assert "pass a padded tensor" in msg and "without fullgraph=True" in msg
     assert "data-dependent" not in msg
 
