@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import any_autocast, autocast_dtype, cast, cast_all
 from ._common import SeqModule, adopt, cell_weights, graph_break_for_packed_input
@@ -106,10 +107,13 @@ class FusedLSTM(SeqModule, nn.RNNBase):
             x, state, weights = cast_all(x, hx[0], self._weights())
             c0 = cast(hx[1], autocast_dtype(x.device.type)) if any_autocast() else hx[1]
             self._check_devices(x, weights[0], state, c0)
-            output, h_n, c_n = _lstm_op(
-                x, [state, c0], weights, batch_sizes, self.bias, self.num_layers, self.bidirectional,
-                float(self.dropout), self.training,
-            )
+            if _onnx.in_dynamo_export():
+                output, h_n, c_n = _onnx.lstm_symbolic(self, x, state, c0, weights, batch_sizes)
+            else:
+                output, h_n, c_n = _lstm_op(
+                    x, [state, c0], weights, batch_sizes, self.bias, self.num_layers, self.bidirectional,
+                    float(self.dropout), self.training,
+                )
         else:
             output, h_n, c_n = torch.ops.rnnfused.lstm(
                 x, [hx[0], hx[1]], self._flat_weights, batch_sizes, self.bias, self.num_layers,
@@ -182,7 +186,10 @@ class FusedLSTMCell(nn.RNNCellBase):
                 input, h, c = cast(input, dtype), cast(h, dtype), cast(c, dtype)
                 w_ih, w_hh = cast(w_ih, dtype), cast(w_hh, dtype)
                 b_ih, b_hh = cast(b_ih, dtype), cast(b_hh, dtype)
-            ret = _lstm_cell_op(input, [h, c], w_ih, w_hh, b_ih, b_hh)
+            if _onnx.in_dynamo_export():
+                ret = _onnx.lstm_cell_symbolic(input, h, c, w_ih, w_hh, b_ih, b_hh)
+            else:
+                ret = _lstm_cell_op(input, [h, c], w_ih, w_hh, b_ih, b_hh)
         else:
             ret = torch.ops.rnnfused.lstm_cell(input, [hx[0], hx[1]], self.weight_ih, self.weight_hh,
                                                self.bias_ih, self.bias_hh)
