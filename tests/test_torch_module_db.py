@@ -146,7 +146,7 @@ def _grad_function(module, sample):
     return f, leaves + [p.detach().clone().requires_grad_() for p in module.parameters()]
 
 
-@pytest.mark.parametrize("info", [pytest.param(i, marks=pytest.mark.slow) if i.module_cls is nn.RNN else i for i in INFOS],
+@pytest.mark.parametrize("info", [pytest.param(i, marks=pytest.mark.slow) if i.module_cls in (nn.RNN, nn.LSTM) else i for i in INFOS],
                          ids=_id)
 @pytest.mark.parametrize("check", ["gradcheck", "gradgradcheck"])
 def test_gradcheck_and_gradgradcheck(info, check):
