@@ -13,7 +13,7 @@ Three levels, each built from the one below, each with the arguments of the op i
 Under them, the generic forms ``cell_step``, ``layer`` and ``stack`` take the cell as a
 definition (``Cell``): how many gate blocks its weights stack, whether it carries a second state
 (LSTM's c), and its pointwise step from the two projections to the new state. Elman (tanh, relu)
-and LSTM are defined; another cell is one more definition here. The LSTM's projection
+LSTM and GRU are defined; another cell is one more definition here. The LSTM's projection
 (nn.LSTM's proj_size: h = h̃ W_hrᵀ) is a layer weight, applied after the pointwise step.
 
 Step by step, in the inputs' dtype (tests pass float64 for an exact answer); autograd through it
@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["Cell", "RNN_TANH", "RNN_RELU", "LSTM", "CELLS", "elman", "cell_step", "layer", "stack",
-           "rnn_cell_ref", "rnn_layer_ref", "rnn_ref", "lstm_cell_ref", "lstm_layer_ref", "lstm_ref"]
+__all__ = ["Cell", "RNN_TANH", "RNN_RELU", "LSTM", "GRU", "CELLS", "elman", "cell_step", "layer", "stack",
+           "rnn_cell_ref", "rnn_layer_ref", "rnn_ref", "lstm_cell_ref", "lstm_layer_ref", "lstm_ref",
+           "gru_cell_ref", "gru_layer_ref", "gru_ref"]
 
 State = Tuple[Tensor, ...]  # (h,), or (h, c) for a cell with a second state
 
@@ -63,7 +64,22 @@ def _lstm_pointwise(gi: Tensor, gh: Tensor, s: State) -> State:
 
 
 LSTM = Cell("LSTM", gates=4, second_state=True, pointwise=_lstm_pointwise)
-CELLS = {c.name: c for c in (RNN_TANH, RNN_RELU, LSTM)}  # by nn.RNNBase's mode
+
+
+def _gru_pointwise(gi: Tensor, gh: Tensor, s: State) -> State:
+    """GRU: gates r, z, n (PyTorch's order). r and z from the summed projections; the reset gate
+    scales the n block's recurrent projection, bias b_hn included, before the tanh (ONNX's
+    linear_before_reset = 1): n = tanh(gi_n + r (h W_hnᵀ + b_hn)); h' = (1 - z) n + z h."""
+    i_r, i_z, i_n = gi.chunk(3, 1)
+    h_r, h_z, h_n = gh.chunk(3, 1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return ((1 - z) * n + z * s[0],)
+
+
+GRU = Cell("GRU", gates=3, second_state=False, pointwise=_gru_pointwise)
+CELLS = {c.name: c for c in (RNN_TANH, RNN_RELU, LSTM, GRU)}  # by nn.RNNBase's mode
 
 
 def elman(relu: bool) -> Cell:
@@ -260,3 +276,46 @@ def lstm_ref(
     out, (h, c) = stack(LSTM, input, tuple(hx), params, batch_sizes, has_biases, num_layers,
                         bidirectional, dropout_noise if active else None)
     return out, h, c
+
+
+def gru_cell_ref(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
+                 b_hh: Optional[Tensor] = None) -> Tensor:
+    """nn.GRUCell's forward: h' from input (B, I) and hx (B, H)."""
+    return cell_step(GRU, input, (hx,), w_ih, w_hh, b_ih, b_hh)[0]
+
+
+def gru_layer_ref(
+    input: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    lengths: Optional[Tensor] = None,
+    reverse: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """One GRU layer, one direction (as rnn_layer_ref): (output, h_n)."""
+    out, state = layer(GRU, input, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    return out, state[0]
+
+
+def gru_ref(
+    input: Tensor,
+    hx: Tensor,
+    params: Sequence[Tensor],
+    batch_sizes: Optional[Tensor] = None,
+    has_biases: bool = True,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    train: bool = False,
+    dropout_noise: Optional[Sequence[Tensor]] = None,
+) -> Tuple[Tensor, Tensor]:
+    """nn.GRU's forward (the arguments of rnn_ref without relu): (output, h_n), plus the dropout
+    noise (see rnn_ref)."""
+    active = dropout > 0 and train and num_layers > 1
+    if active and dropout_noise is None:
+        raise ValueError("gru_ref: dropout is active: pass the noise it applies (dropout_noise)")
+    out, state = stack(GRU, input, (hx,), params, batch_sizes, has_biases, num_layers, bidirectional,
+                       dropout_noise if active else None)
+    return out, state[0]

@@ -1,6 +1,6 @@
 """rnnfused/reference.py against torch.nn itself, in float64: the reference is what every other
 test compares with, so it is held to torch.nn first (docs/design.md, "Adding a cell", step 1).
-Parametrized over the cells: Elman (tanh, relu), LSTM, LSTM with a projection (proj_size)."""
+Parametrized over the cells: Elman (tanh, relu), LSTM, LSTM with a projection (proj_size), GRU."""
 import pytest
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ CELLS = {
     "relu": (nn.RNN, dict(nonlinearity="relu")),
     "lstm": (nn.LSTM, dict()),
     "lstm_proj": (nn.LSTM, dict(proj_size=3)),
+    "gru": (nn.GRU, dict()),
 }
 
 
@@ -33,6 +34,9 @@ def ref_forward(m, x, hx, batch_sizes=None):
     if m.mode == "LSTM":
         out, h, c = R.lstm_ref(x, hx, m._flat_weights, batch_sizes, m.bias, m.num_layers, m.bidirectional)
         return out, (h, c)
+    if m.mode == "GRU":
+        out, h = R.gru_ref(x, hx[0], m._flat_weights, batch_sizes, m.bias, m.num_layers, m.bidirectional)
+        return out, (h,)
     out, h = R.rnn_ref(x, hx[0], m._flat_weights, batch_sizes, m.bias, m.num_layers, m.bidirectional,
                        relu=m.mode == "RNN_RELU")
     return out, (h,)
@@ -75,15 +79,20 @@ def test_stack_matches_nn(cell, num_layers, bidirectional, bias, packed):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_lstm_cell_matches_nn(bias):
+def test_cell_ref_matches_nn(cell, bias):
+    """lstm_cell_ref / gru_cell_ref against nn.LSTMCell / nn.GRUCell, with random (not zero)
+    biases, so that GRU's b_hn inside the reset gate's product is exercised."""
     torch.manual_seed(0)
-    m = nn.LSTMCell(3, 5, bias=bias, dtype=torch.float64)
+    module, fn = {"lstm": (nn.LSTMCell, R.lstm_cell_ref), "gru": (nn.GRUCell, R.gru_cell_ref)}[cell]
+    m = module(3, 5, bias=bias, dtype=torch.float64)
     x = torch.randn(4, 3, dtype=torch.float64)
-    hx = (torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64))
-    got = R.lstm_cell_ref(x, hx, m.weight_ih, m.weight_hh, m.bias_ih, m.bias_hh)
+    h = torch.randn(4, 5, dtype=torch.float64)
+    hx = (h, torch.randn(4, 5, dtype=torch.float64)) if cell == "lstm" else h
+    got = fn(x, hx, m.weight_ih, m.weight_hh, m.bias_ih, m.bias_hh)
     want = m(x, hx)
-    for a, b in zip(got, want):
+    for a, b in zip(as_tuple(got), as_tuple(want)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
