@@ -194,6 +194,11 @@ def _rnn_shapes(input, hx, params, batch_sizes, num_layers, bidirectional):
     return out, (num_layers * D, hx.shape[1], H)
 
 
+def _maybe(wanted, t):
+    """A wanted gradient's fake: t's shape where wanted, else empty (0,), as the ops return."""
+    return t.new_empty(t.shape if wanted else (0,))
+
+
 @torch.library.register_fake("rnnfused::rnn")
 def _rnn_fake(input, hx, params, batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train):
     out, hn = _rnn_shapes(input, hx, params, batch_sizes, num_layers, bidirectional)
@@ -213,13 +218,10 @@ def _rnn_backward_fake(
     grad_output, grad_hn, input, hx, params, batch_sizes, output, saved, has_biases, num_layers,
     bidirectional, relu, dropout, train, output_mask,
 ):
-    def maybe(wanted, t):
-        return t.new_empty(t.shape if wanted else (0,))
-
     return (
-        maybe(output_mask[0], input),
-        maybe(output_mask[1], hx),
-        [maybe(m, p) for m, p in zip(output_mask[2:], params)],
+        _maybe(output_mask[0], input),
+        _maybe(output_mask[1], hx),
+        [_maybe(m, p) for m, p in zip(output_mask[2:], params)],
     )
 
 
@@ -236,15 +238,15 @@ def _rnn_layer_backward_fake(grad_output, grad_hn, input, h0, w_ih, w_hh, output
     T, B, I = input.shape
     H = w_hh.shape[0]
 
-    def maybe(wanted, shape):
+    def maybe_shape(wanted, shape):
         return input.new_empty(shape if wanted else (0,))
 
     return (
-        maybe(output_mask[0], (T, B, I)),
+        maybe_shape(output_mask[0], (T, B, I)),
         input.new_empty((B, H)),
-        maybe(output_mask[1], (H, I)),
-        maybe(output_mask[2], (H, H)),
-        maybe(output_mask[3], (H,)),
+        maybe_shape(output_mask[1], (H, I)),
+        maybe_shape(output_mask[2], (H, H)),
+        maybe_shape(output_mask[3], (H,)),
     )
 
 
@@ -256,14 +258,11 @@ def _rnn_cell_fake(input, hx, w_ih, w_hh, b_ih, b_hh, relu):
 
 @torch.library.register_fake("rnnfused::rnn_cell_backward")
 def _rnn_cell_backward_fake(grad_hy, input, hx, w_ih, w_hh, hy, relu, output_mask):
-    def maybe(wanted, t):
-        return t.new_empty(t.shape if wanted else (0,))
-
     return (
-        maybe(output_mask[0], input),
-        maybe(output_mask[1], hx),
-        maybe(output_mask[2], w_ih),
-        maybe(output_mask[3], w_hh),
+        _maybe(output_mask[0], input),
+        _maybe(output_mask[1], hx),
+        _maybe(output_mask[2], w_ih),
+        _maybe(output_mask[3], w_hh),
         input.new_empty((w_hh.shape[0],) if output_mask[4] else (0,)),
     )
 
@@ -321,14 +320,11 @@ def _lstm_backward_fake(
     grad_output, grad_hn, grad_cn, input, hx, params, batch_sizes, output, saved, has_biases, num_layers,
     bidirectional, dropout, train, output_mask,
 ):
-    def maybe(wanted, t):
-        return t.new_empty(t.shape if wanted else (0,))
-
     return (
-        maybe(output_mask[0], input),
-        maybe(output_mask[1], hx[0]),
-        maybe(output_mask[2], hx[1]),
-        [maybe(m, p) for m, p in zip(output_mask[3:], params)],
+        _maybe(output_mask[0], input),
+        _maybe(output_mask[1], hx[0]),
+        _maybe(output_mask[2], hx[1]),
+        [_maybe(m, p) for m, p in zip(output_mask[3:], params)],
     )
 
 
@@ -344,17 +340,17 @@ def _lstm_layer_fake(input, hx, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
 @torch.library.register_fake("rnnfused::lstm_layer_backward")
 def _lstm_layer_backward_fake(grad_output, grad_hn, grad_cn, input, hx, w_ih, w_hh, b_ih, b_hh, w_hr, lengths,
                               reverse, output_mask):
-    def maybe(wanted, t):  # t None: w_hr absent, its gradient empty
+    def maybe_opt(wanted, t):  # t None: w_hr absent, its gradient empty
         return input.new_empty(t.shape if (wanted and t is not None) else (0,))
 
     return (
-        maybe(output_mask[0], input),
+        _maybe(output_mask[0], input),
         hx[0].new_empty(hx[0].shape),
         hx[1].new_empty(hx[1].shape),
-        maybe(output_mask[1], w_ih),
-        maybe(output_mask[2], w_hh),
+        _maybe(output_mask[1], w_ih),
+        _maybe(output_mask[2], w_hh),
         input.new_empty((w_hh.shape[0],) if output_mask[3] else (0,)),
-        maybe(output_mask[4], w_hr),
+        maybe_opt(output_mask[4], w_hr),
     )
 
 
@@ -367,14 +363,11 @@ def _lstm_cell_fake(input, hx, w_ih, w_hh, b_ih, b_hh):
 
 @torch.library.register_fake("rnnfused::lstm_cell_backward")
 def _lstm_cell_backward_fake(grad_hy, grad_cy, input, hx, w_ih, w_hh, b_ih, b_hh, output_mask):
-    def maybe(wanted, t):
-        return t.new_empty(t.shape if wanted else (0,))
-
     return (
-        maybe(output_mask[0], input),
+        _maybe(output_mask[0], input),
         hx[0].new_empty(hx[0].shape),
         hx[1].new_empty(hx[1].shape),
-        maybe(output_mask[1], w_ih),
-        maybe(output_mask[2], w_hh),
+        _maybe(output_mask[1], w_ih),
+        _maybe(output_mask[2], w_hh),
         input.new_empty((w_hh.shape[0],) if output_mask[3] else (0,)),
     )

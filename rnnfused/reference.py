@@ -185,6 +185,16 @@ def stack(cell: Cell, input: Tensor, state0: State, params: Sequence[Tensor],
     return pack(x), tuple(torch.stack([s[i] for s in finals]) for i in range(n_states))
 
 
+def _active_noise(name: str, dropout: float, train: bool, num_layers: int,
+                  dropout_noise: Optional[Sequence[Tensor]]) -> Optional[Sequence[Tensor]]:
+    """The noise a module reference applies: the given one where the op would draw noise (train,
+    dropout > 0, more than one layer; then it is required), else none."""
+    active = dropout > 0 and train and num_layers > 1
+    if active and dropout_noise is None:
+        raise ValueError(f"{name}: dropout is active: pass the noise it applies (dropout_noise)")
+    return dropout_noise if active else None
+
+
 def rnn_cell_ref(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
                  b_hh: Optional[Tensor] = None, relu: bool = False) -> Tensor:
     """Same arguments and result as rnnfused.ops.rnn_cell (nn.RNNCell's forward)."""
@@ -225,11 +235,9 @@ def rnn_ref(
     The op draws its dropout noise itself (as F.dropout does, when train and dropout > 0 and there
     is more than one layer); the reference is given it: `dropout_noise`, see `stack`. It is
     required exactly when the op would draw noise and ignored otherwise."""
-    active = dropout > 0 and train and num_layers > 1
-    if active and dropout_noise is None:
-        raise ValueError("rnn_ref: dropout is active: pass the noise it applies (dropout_noise)")
+    noise = _active_noise("rnn_ref", dropout, train, num_layers, dropout_noise)
     out, state = stack(elman(relu), input, (hx,), params, batch_sizes, has_biases, num_layers,
-                       bidirectional, dropout_noise if active else None)
+                       bidirectional, noise)
     return out, state[0]
 
 
@@ -270,11 +278,9 @@ def lstm_ref(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Same arguments and results as rnnfused.ops.lstm (nn.LSTM's forward: (output, h_n, c_n)),
     plus the dropout noise (see rnn_ref)."""
-    active = dropout > 0 and train and num_layers > 1
-    if active and dropout_noise is None:
-        raise ValueError("lstm_ref: dropout is active: pass the noise it applies (dropout_noise)")
+    noise = _active_noise("lstm_ref", dropout, train, num_layers, dropout_noise)
     out, (h, c) = stack(LSTM, input, tuple(hx), params, batch_sizes, has_biases, num_layers,
-                        bidirectional, dropout_noise if active else None)
+                        bidirectional, noise)
     return out, h, c
 
 
@@ -313,9 +319,7 @@ def gru_ref(
 ) -> Tuple[Tensor, Tensor]:
     """nn.GRU's forward (the arguments of rnn_ref without relu): (output, h_n), plus the dropout
     noise (see rnn_ref)."""
-    active = dropout > 0 and train and num_layers > 1
-    if active and dropout_noise is None:
-        raise ValueError("gru_ref: dropout is active: pass the noise it applies (dropout_noise)")
+    noise = _active_noise("gru_ref", dropout, train, num_layers, dropout_noise)
     out, state = stack(GRU, input, (hx,), params, batch_sizes, has_biases, num_layers, bidirectional,
-                       dropout_noise if active else None)
+                       noise)
     return out, state[0]
