@@ -5,8 +5,9 @@ direction, dtype) but one of B, H, T. Each line of a figure is one sweep; what i
 named in the panel's title (what all its lines share) and in the line's label (the rest). Rows
 that form no sweep are in the table and the CSV, not in the figures.
 
-One y meaning per panel: a speed-up panel shows one contender against FusedRNN (its label says
-which, its y axis says "<contender> time / FusedRNN time"), one pass, one swept dimension; every
+One y meaning per panel: a speed-up panel shows one contender against rnnfused's module of the
+cell (FusedRNN, FusedLSTM; its label says which, its y axis says "<contender> time / FusedLSTM
+time"), one pass, one swept dimension; every
 ratio axis is logarithmic with plain tick labels (0.5, 1, 2, 5, ...) and a line at 1; a shaded band
 spans the interquartile range over the timed rounds of the per-round ratio (rounds are
 interleaved, so each round's two times were taken side by side) around the line of the ratio
@@ -17,11 +18,12 @@ and hollow, so that a line lying on another stays visible.
 import math
 import os
 
+from .cells import CELLS
 from .config import MODES
 from .report import _mkdir
 
 AXES = ("B", "H", "T")
-FIXED_KEYS = ("B", "H", "T", "I", "L", "dir", "dtype")
+FIXED_KEYS = ("B", "H", "T", "I", "P", "L", "dir", "dtype")
 
 
 def _fixed(r, var):
@@ -32,6 +34,8 @@ def _fixed(r, var):
             continue
         if k == "I":
             out.append(("I", "=H" if r["I"] == r["H"] else r["I"]))
+        elif k == "P":   # LSTM's proj_size; rows without one have no P
+            out.append(("P", r.get("P", 0)))
         else:
             out.append((k, r[k]))
     return tuple(out)
@@ -43,6 +47,9 @@ def _describe(items):
         if k == "I":
             if v != "=H":
                 parts.append(f"I={v}")
+        elif k == "P":
+            if v:
+                parts.append(f"P={v}")
         elif k == "L":
             if v != 1:
                 parts.append(f"L={v}")
@@ -76,9 +83,14 @@ def _title_and_labels(groups):
     return _describe(common), labels
 
 
-def _name(con):
-    """A contender as the figures name it."""
-    return {"fused": "FusedRNN", "ref": f"nn.RNN ({con.label})"}.get(con.key, con.label)
+def _name(con, cell):
+    """A contender as the figures name it: the cell's classes for "fused" and "ref" (with the
+    ref's label where it adds something: nn.RNN (native), nn.LSTM (cudnn))."""
+    if con.key == "fused":
+        return cell.fused_name
+    if con.key == "ref":
+        return cell.torch_name if con.label == cell.torch_name else f"{cell.torch_name} ({con.label})"
+    return con.label
 
 
 def _plain(v):
@@ -129,12 +141,14 @@ def _grid(cells, title, draw, path):
     plt.close(fig)
 
 
-def write_plot(path, info, rows, contenders):
+def write_plot(path, info, rows, contenders, cell=None):
     """Speed-up along every controlled sweep: a panel per contender, pass and swept dimension.
-    Returns the path, or None (and says why) when the rows hold no sweep."""
+    cell: the Cell (default nn.RNN's). Returns the path, or None (and says why) when the rows hold
+    no sweep."""
     import matplotlib.pyplot as plt
+    cell = cell or CELLS["rnn"]
     fused = next((con for con in contenders if con.key == "fused"), None)
-    fused_label = "FusedRNN" if fused is None or fused.label == "fused" else fused.label   # --self-test: stand-in
+    fused_label = cell.fused_name if fused is None or fused.label == "fused" else fused.label   # --self-test: stand-in
     baselines = [con for con in contenders if con.key != "fused"]
     cells = {}
     for con in baselines:
@@ -168,24 +182,25 @@ def write_plot(path, info, rows, contenders):
                 ax.fill_between([x for x, _, _ in spread], [q1 for _, q1, _ in spread],
                                 [q3 for _, _, q3 in spread], color=c, alpha=0.2, lw=0)
             ax.plot(xs, ys, marker="os^vDP"[i % 6], ms=5, lw=1.4, color=c,
-                    label=f"{fused_label} vs {_name(con)}" + (f", {label}" if label else ""))
+                    label=f"{fused_label} vs {_name(con, cell)}" + (f", {label}" if label else ""))
         ax.axhline(1.0, color="gray", lw=0.8, ls="--", zorder=0)
         _x_axis(ax, var, [p[0] for _, pts in groups for p in pts])
         _log_axis(ax, "y", *bounds(con.key))
-        ax.set_ylabel(f"speed-up vs {_name(con)}\n({_name(con)} time / {fused_label} time)", fontsize=9)
-        ax.set_title(f"{mode}, {fused_label} vs {_name(con)}, along {var}"
+        ax.set_ylabel(f"speed-up vs {_name(con, cell)}\n({_name(con, cell)} time / {fused_label} time)", fontsize=9)
+        ax.set_title(f"{mode}, {fused_label} vs {_name(con, cell)}, along {var}"
                      + (f"\nfixed: {common}" if common else ""), fontsize=9)
         ax.legend(fontsize=7)
 
     _grid(cells, f"{info['device']}, {info['threads']} threads, torch {info['torch']}: speed-up "
-          "(> 1: FusedRNN faster; line: ratio of the medians, band: interquartile range of the per-round ratio)", draw, path)
+          f"(> 1: {fused_label} faster; line: ratio of the medians, band: interquartile range of the per-round ratio)", draw, path)
     return path
 
 
-def write_memory_plot(path, info, rows, contenders):
+def write_memory_plot(path, info, rows, contenders, cell=None):
     """Memory of every contender along every controlled sweep: CUDA allocator peak where measured,
-    else the bytes saved for backward. Returns the path, or None."""
+    else the bytes saved for backward. cell: as write_plot's. Returns the path, or None."""
     import matplotlib.pyplot as plt
+    cell = cell or CELLS["rnn"]
     metric = "peak_mb" if any(r.get("fused_peak_mb") is not None for r in rows) else "saved_mb"
     what = ("peak of torch's CUDA allocator during the call (MB)" if metric == "peak_mb"
             else "saved for backward (MB)")
@@ -220,7 +235,7 @@ def write_memory_plot(path, info, rows, contenders):
                 if style["mfc"] is None:
                     style["mfc"] = c
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], color=c, mec=c,
-                        label=_name(con) + (f", {label}" if label else ""), **style)
+                        label=_name(con, cell) + (f", {label}" if label else ""), **style)
                 vals += [p[1] for p in pts if p[1] > 0]
                 xs += [p[0] for p in pts]
         _x_axis(ax, var, xs)
