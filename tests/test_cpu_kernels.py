@@ -155,12 +155,26 @@ def test_lstm_forward_backward_vs_float64(isa, path, split, dtype, monkeypatch):
             torch.testing.assert_close(a.double(), b, **tol, msg=f"grad {k} {shape}")
 
 
+def _lstm_layer_and_grads(x, h0, w, b, g):
+    """ops.lstm_layer with a projection (P = H // 2) and unsorted lengths, and its gradients."""
+    T, B, H = x.shape
+    P = H // 2
+    leaves = [t.clone().requires_grad_() for t in
+              (x, h0[:, :P], h0, w.repeat(4, 1), w[:, :P].repeat(4, 1), b.repeat(4), w[:P])]
+    xl, hl, cl, wih, whh, bl, whr = leaves
+    lengths = torch.tensor([T, 2, T - 1, 0, 3][:B])
+    got = ops.lstm_layer(xl, [hl, cl], wih, whh, bl, bl, whr, lengths, True)
+    up = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in got]
+    return tuple(got) + torch.autograd.grad(got, leaves, up)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("form", ["dot", "panel"])
+@pytest.mark.parametrize("form", ["dot", "panel", "lstm"])
 def test_split_is_bitwise_identical(isa, dtype, form, monkeypatch):
-    """Splitting a step's columns across threads changes no arithmetic: same bits."""
+    """Splitting a step's columns across threads changes no arithmetic: same bits (the Elman
+    cell's two forms; the LSTM's gate and projection products, its panel form only)."""
     monkeypatch.setenv("RNNFUSED_CPU_KERNEL", "fused")
-    monkeypatch.setenv("RNNFUSED_CPU_FORM", form)
+    monkeypatch.setenv("RNNFUSED_CPU_FORM", "panel" if form == "lstm" else form)
     g = torch.Generator().manual_seed(7)
     T, B, H = 6, 5, 100
     x = torch.randn(T, B, H, generator=g, dtype=dtype)
@@ -171,6 +185,9 @@ def test_split_is_bitwise_identical(isa, dtype, form, monkeypatch):
     for split, threads in [(1, 1), (2, 2), (3, 2), (4, 1)]:
         monkeypatch.setenv("RNNFUSED_CPU_SPLIT", str(split))
         torch.set_num_threads(threads)
+        if form == "lstm":
+            res.append(_lstm_layer_and_grads(x, h0, w, b, torch.Generator().manual_seed(1)))
+            continue
         out, hn = ops.rnn_layer(x, h0, w, w, b, b)
         go = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
         gr = ops.rnn_layer_backward(go, None, x, h0, w, w, out, None, False, False, [True, True, True, True])
