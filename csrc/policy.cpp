@@ -120,9 +120,11 @@ bool cpu_seq_panel(int64_t B) {
 // step has at most kLstmFusedMaxWork = 2^21 multiply-adds (B·4H·H: B1 H64 2^14, B8 H128 2^19,
 // B1 H256 2^18, B64 H256 2^24), else BLAS. Evidence, not timed (the machine was shared):
 // callgrind instructions per call, one thread, AVX2, bench/callgrind_case.py, fused vs gemm:
-// see the numbers in docs/design.md, "The LSTM, as far as it goes". Past 2^21 nothing was
-// measured and the BLAS's cache blocking is expected to win as it does for the Elman cell (whose
-// gemm wins from about 2^26 of one-gate work, with the timed choice in between). Its layer always
+// B1 H64 T100 forward 1.73 M vs 3.05 M, forward+backward 4.27 M vs 6.35 M;
+// B8 H128 forward 28.9 M vs 40.6 M, forward+backward 84.6 M vs 98.4 M (docs/design.md, "The LSTM,
+// as far as it goes"): fewer instructions, not a measured speed. Past 2^21 nothing was
+// measured: the BLAS there, as the Elman rule leans (BLAS past 2^26, timed from 2^17; the LSTM
+// has no timed choice yet, cpu_fused_beats_gemm times the Elman cell only). Its layer always
 // hoists the input product (no fused LSTM cell step yet), and its cell op runs as a layer of one
 // step.
 constexpr int64_t kLstmFusedMaxWork = int64_t(1) << 21;
