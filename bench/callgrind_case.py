@@ -37,6 +37,14 @@ def _rnn(B, H, T, backward, with_h0):
     return lambda: _no_grad(m, *args)
 
 
+def _lstm(B, H, T, backward):
+    m = rnnfused.FusedLSTM(H, H)
+    x = torch.randn(T, B, H, requires_grad=backward)
+    if backward:
+        return lambda: m(x)[0].sum().backward()
+    return lambda: _no_grad(m, x)
+
+
 def _no_grad(m, *args):
     with torch.no_grad():
         m(*args)
@@ -49,6 +57,10 @@ CASES = {
     "rnn_t1_b8h64_fwdbwd": lambda: _rnn(8, 64, 1, True, True),
     "seq_b8h64_t100_fwd": lambda: _rnn(8, 64, 100, False, False),
     "seq_b1h256_t100_fwdbwd": lambda: _rnn(1, 256, 100, True, False),
+    "lstm_b1h64_t100_fwd": lambda: _lstm(1, 64, 100, False),
+    "lstm_b1h64_t100_fwdbwd": lambda: _lstm(1, 64, 100, True),
+    "lstm_b8h128_t100_fwd": lambda: _lstm(8, 128, 100, False),
+    "lstm_b8h128_t100_fwdbwd": lambda: _lstm(8, 128, 100, True),
 }
 
 

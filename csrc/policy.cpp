@@ -81,8 +81,8 @@ bool cpu_proj_own(int64_t rows, int64_t I, int64_t H) {
 // The CPU recurrence.
 //
 // Shares: the fused path splits a step's columns across the intra-op threads where a step has
-// at least 2^16 multiply-adds (B·H²) and every thread gets at least 32 columns; below that the
-// meeting per step (a few hundred ns) would eat the gain. One thread stays one thread, and so
+// at least 2^16 multiply-adds (G·B·H², G gate blocks) and every thread gets at least 32 columns;
+// below that the meeting per step (a few hundred ns) would eat the gain. One thread stays one thread, and so
 // does a call from inside a parallel region. RNNFUSED_CPU_SPLIT=N forces N shares (tests).
 //
 // Form: the panel form for B > 1 (W_hh packed once per call; measured on the EPYC), the dot
@@ -96,12 +96,12 @@ bool cpu_proj_own(int64_t rows, int64_t I, int64_t H) {
 // data of that shape (a few ms, once per process) and remembers the faster.
 // RNNFUSED_CPU_KERNEL forces a path.
 
-int64_t cpu_seq_shares(int64_t B, int64_t H) {
+int64_t cpu_seq_shares(int64_t B, int64_t H, int64_t G = 1) {
   const int64_t forced = switches::cpu_split();
   if (forced > 0) return std::min<int64_t>(forced, std::max<int64_t>(1, H / 16));
   if (at::in_parallel_region()) return 1;
   const int64_t threads = at::get_num_threads();
-  if (threads <= 1 || B * H * H < (int64_t(1) << 16)) return 1;
+  if (threads <= 1 || G * B * H * H < (int64_t(1) << 16)) return 1;
   return std::max<int64_t>(1, std::min<int64_t>(threads, H / 32));
 }
 
@@ -114,15 +114,33 @@ bool cpu_seq_panel(int64_t B) {
   return B > 1;
 }
 
-// The LSTM (CellKind::LSTM): the BLAS path, a GEMM per step (csrc/cpu/rnn_cpu_lstm.cpp), whatever
-// RNNFUSED_CPU_KERNEL says: its fused forms (the four gate rows of a unit together in registers,
-// epilogue.h) are not written yet. Nothing is timed for it. Its layer always hoists the input
-// product (no fused cell step yet), and its cell op runs as a layer of one step.
+// The LSTM (CellKind::LSTM; csrc/cpu/rnn_cpu_lstm.cpp): the panel form only (its G = 4 gate
+// blocks of a unit together in registers; no dot form), the forward split across threads by the
+// Elman rule on the step's G·B·H² multiply-adds, the backward on one thread. Path: fused where a
+// step has at most kLstmFusedMaxWork = 2^21 multiply-adds (B·4H·H: B1 H64 2^14, B8 H128 2^19,
+// B1 H256 2^18, B64 H256 2^24), else BLAS. Evidence, not timed (the machine was shared):
+// callgrind instructions per call, one thread, AVX2, bench/callgrind_case.py, fused vs gemm:
+// B1 H64 T100 forward 1.73 M vs 3.05 M, forward+backward 4.27 M vs 6.35 M;
+// B8 H128 forward 28.9 M vs 40.6 M, forward+backward 84.6 M vs 98.4 M (docs/design.md, "The LSTM,
+// as far as it goes"): fewer instructions, not a measured speed. Past 2^21 nothing was
+// measured: the BLAS there, as the Elman rule leans (BLAS past 2^26, timed from 2^17; the LSTM
+// has no timed choice yet, cpu_fused_beats_gemm times the Elman cell only). Its layer always
+// hoists the input product (no fused LSTM cell step yet), and its cell op runs as a layer of one
+// step.
+constexpr int64_t kLstmFusedMaxWork = int64_t(1) << 21;
+
 CpuSeqPath cpu_seq_path(const Cell& cell, int64_t B, int64_t H, c10::ScalarType dtype,
                         bool backward, int isa) {
   CpuSeqPath c;
   if (cell.kind == CellKind::LSTM) {
-    c.fused = false;
+    c.panel = true;
+    c.shares = backward ? 1 : cpu_seq_shares(B, H, 4);
+    switch (switches::cpu_kernel()) {
+      case switches::CpuKernel::Fused: c.fused = true; return c;
+      case switches::CpuKernel::Gemm: c.fused = false; return c;
+      case switches::CpuKernel::Auto: break;
+    }
+    c.fused = B * 4 * H * H <= kLstmFusedMaxWork;
     return c;
   }
   c.shares = cpu_seq_shares(B, H);

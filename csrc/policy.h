@@ -41,7 +41,7 @@ struct CpuSeqPath {
                        // form over W_hh as stored backward)
 };
 // isa: the CPU kernels' instruction set now (cpu::Isa as an int; the timing cache keys on it).
-// cell: a cell with a second state (the LSTM) has only the BLAS path so far.
+// cell: the LSTM has its own rule (panel form only, backward on one thread).
 CpuSeqPath cpu_seq_path(const Cell& cell, int64_t B, int64_t H, c10::ScalarType dtype,
                         bool backward, int isa);
 

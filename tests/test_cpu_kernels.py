@@ -106,12 +106,75 @@ def test_forward_backward_vs_float64(isa, path, split, form, proj, relu, dtype, 
             torch.testing.assert_close(got_g.double(), want_g, **tol, msg=f"grad {name} {B, H, I, T}")
 
 
+# The LSTM (csrc/cpu/rnn_cpu_lstm.cpp): (B, H, I, T, P, reverse, with lengths). H off the vector
+# widths and the 16-unit panels, B = 1 and B above AVX-512's 6-row block, the projection (P) on
+# and off, reverse, lengths 0..T (unsorted).
+LSTM_SHAPES = [(1, 1, 3, 3, None, False, False), (3, 7, 5, 4, 3, True, False),
+               (1, 33, 20, 3, None, False, True), (7, 67, 31, 2, 17, True, True),
+               (9, 40, 7, 3, 39, False, True)]
+
+
+# The fused path (the panel form with the four gates in registers; the forward split over 1..3
+# threads' columns) and the BLAS path, both projections, against the float64 reference.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("form", ["dot", "panel"])
+@pytest.mark.parametrize("path,split", [("fused", 1), ("fused", 3), ("gemm", 1)])
+def test_lstm_forward_backward_vs_float64(isa, path, split, dtype, monkeypatch):
+    from rnnfused.reference import lstm_layer_ref
+
+    monkeypatch.setenv("RNNFUSED_CPU_KERNEL", path)
+    monkeypatch.setenv("RNNFUSED_CPU_SPLIT", str(split))
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-12)
+    for i, (B, H, I, T, P, reverse, masked) in enumerate(LSTM_SHAPES):
+        g = torch.Generator().manual_seed(200 + i)
+        Q = P or H
+
+        def r(*shape, scale=1.0):
+            return torch.randn(*shape, generator=g, dtype=dtype) * scale
+
+        x, h0, c0 = r(T, B, I), r(B, Q), r(B, H)
+        w = [r(4 * H, I, scale=I ** -0.5), r(4 * H, Q, scale=Q ** -0.5), r(4 * H), r(4 * H)]
+        w.append(r(P, H, scale=H ** -0.5) if P else None)
+        lengths = torch.randint(0, T + 1, (B,), generator=g) if masked else None
+        leaves = [t.clone().requires_grad_() for t in [x, h0, c0, *w] if t is not None]
+        it = iter(leaves)
+        xl, hl, cl, wl = next(it), next(it), next(it), [next(it) for _ in range(4)]
+        wl.append(next(it) if P else None)
+        got = ops.lstm_layer(xl, [hl, cl], *wl, lengths, reverse)
+        leaves64 = [t.detach().double().requires_grad_() for t in leaves]
+        it = iter(leaves64)
+        x64, h64, c64, w64 = next(it), next(it), next(it), [next(it) for _ in range(4)]
+        w64.append(next(it) if P else None)
+        want = lstm_layer_ref(x64, [h64, c64], *w64, lengths, reverse)
+        shape = (B, H, I, T, P)
+        for name, a, b in zip(["output", "h_n", "c_n"], got, want):
+            torch.testing.assert_close(a.double(), b, **tol, msg=f"{name} {shape}")
+        up = [r(*t.shape) for t in got]
+        grads = torch.autograd.grad(got, leaves, up)
+        wants = torch.autograd.grad(want, leaves64, [u.double() for u in up])
+        for k, (a, b) in enumerate(zip(grads, wants)):
+            torch.testing.assert_close(a.double(), b, **tol, msg=f"grad {k} {shape}")
+
+
+def _lstm_layer_and_grads(x, h0, w, b, g):
+    """ops.lstm_layer with a projection (P = H // 2) and unsorted lengths, and its gradients."""
+    T, B, H = x.shape
+    P = H // 2
+    leaves = [t.clone().requires_grad_() for t in
+              (x, h0[:, :P], h0, w.repeat(4, 1), w[:, :P].repeat(4, 1), b.repeat(4), w[:P])]
+    xl, hl, cl, wih, whh, bl, whr = leaves
+    lengths = torch.tensor([T, 2, T - 1, 0, 3][:B])
+    got = ops.lstm_layer(xl, [hl, cl], wih, whh, bl, bl, whr, lengths, True)
+    up = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in got]
+    return tuple(got) + torch.autograd.grad(got, leaves, up)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("form", ["dot", "panel", "lstm"])
 def test_split_is_bitwise_identical(isa, dtype, form, monkeypatch):
-    """Splitting a step's columns across threads changes no arithmetic: same bits."""
+    """Splitting a step's columns across threads changes no arithmetic: same bits (the Elman
+    cell's two forms; the LSTM's gate and projection products, its panel form only)."""
     monkeypatch.setenv("RNNFUSED_CPU_KERNEL", "fused")
-    monkeypatch.setenv("RNNFUSED_CPU_FORM", form)
+    monkeypatch.setenv("RNNFUSED_CPU_FORM", "panel" if form == "lstm" else form)
     g = torch.Generator().manual_seed(7)
     T, B, H = 6, 5, 100
     x = torch.randn(T, B, H, generator=g, dtype=dtype)
@@ -122,6 +185,9 @@ def test_split_is_bitwise_identical(isa, dtype, form, monkeypatch):
     for split, threads in [(1, 1), (2, 2), (3, 2), (4, 1)]:
         monkeypatch.setenv("RNNFUSED_CPU_SPLIT", str(split))
         torch.set_num_threads(threads)
+        if form == "lstm":
+            res.append(_lstm_layer_and_grads(x, h0, w, b, torch.Generator().manual_seed(1)))
+            continue
         out, hn = ops.rnn_layer(x, h0, w, w, b, b)
         go = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
         gr = ops.rnn_layer_backward(go, None, x, h0, w, w, out, None, False, False, [True, True, True, True])

@@ -1,7 +1,7 @@
 """FusedRNN against nn.RNN and FusedLSTM against nn.LSTM (proj_size too) with identical weights
 (and a float64 reference for float32): outputs, the final state and the gradients of input, the
-initial state and every parameter, over the feature matrix, on both CPU kernel paths (the LSTM
-has one, the BLAS path, so far: its two runs check the forced switch changes nothing)."""
+initial state and every parameter, over the feature matrix, on both CPU kernel paths
+(RNNFUSED_CPU_KERNEL=fused|gemm, the `cpu_kernel` fixture)."""
 import copy
 
 import pytest
@@ -14,17 +14,13 @@ from support import CELLS, cell_kw, check_errors, compare_with_nn, make_pair, ra
 @pytest.fixture(autouse=True)
 def _one_thread_for_lstm(request):
     """One intra-op thread for the LSTM cases (the conftest fixture's reason: nn.LSTM's per-step
-    oneDNN calls, and FusedLSTM's per-step BLAS calls, cost ~100x more under OpenMP's spinning
-    threads on a small shared CPU; the results do not depend on it). The Elman cases keep the
-    default, as before."""
+    oneDNN calls, and FusedLSTM's per-step BLAS calls on its gemm path, cost ~100x more under
+    OpenMP's spinning threads on a small shared CPU; the results do not depend on it). The Elman
+    cases keep the default, as before."""
     callspec = getattr(request.node, "callspec", None)
     if callspec is None or callspec.params.get("cell") not in ("lstm", "lstm_proj"):
         yield
         return
-    if callspec.params.get("cpu_kernel") == "fused":
-        # Remove when the LSTM gains the fused forms (csrc/policy.cpp, cpu_seq_path).
-        pytest.skip("the LSTM has one CPU path so far (BLAS per step, whatever RNNFUSED_CPU_KERNEL "
-                    "says): its gemm run covers it")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -20,10 +20,8 @@
 // call through RNNFUSED_CELL_SWITCH (bottom of this file); the kernels come from the tables of
 // the instruction set in use (row_table.h), looked up once per call. The loops are written for
 // cells with one gate block and no second state (C::kGates == 1, !C::kHasC; static_assert in
-// fwd_impl / bwd_impl; the LSTM runs rnn_cpu_lstm.cpp's BLAS loops until these take it): with G gates the hoisted pre-activations are (T, B, G·H) apart from the
-// outputs (T, B, H), the panel form packs W_hh with pack_panels(..., G) (panel_pack.h), dz rows
-// are G·H wide and the backward's dh = dz W_hh sums over K = G·H; a second state adds its
-// running buffer beside h's.
+// fwd_impl / bwd_impl); a cell with G > 1 gates and a second state (the LSTM) runs
+// rnn_cpu_lstm.cpp's loops, fused (the panel form with G gate blocks) or BLAS.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
@@ -482,16 +480,16 @@ const char* cpu_isa_name() { return cpu::isa_name(cpu::current_isa()); }
 int cpu_isa_id() { return static_cast<int>(cpu::current_isa()); }
 
 namespace cpu {
-// A cell with a second state (the LSTM) runs rnn_cpu_lstm.cpp's loops (the BLAS path for now:
-// `path` does not apply to it yet). Templates, so that the branch not taken is not instantiated.
+// A cell with a second state (the LSTM) runs rnn_cpu_lstm.cpp's loops. Templates, so that the
+// branch not taken is not instantiated.
 template <typename T, class C>
 void seq_fwd_of(const SeqFwdParams& p, const policy::CpuSeqPath& path) {
-  if constexpr (C::kHasC) gated_seq_fwd<T, C>(p);
+  if constexpr (C::kHasC) gated_seq_fwd<T, C>(p, path);
   else fwd_impl<T, C>(p, path);
 }
 template <typename T, class C>
 void seq_bwd_of(const SeqBwdParams& p, const policy::CpuSeqPath& path) {
-  if constexpr (C::kHasC) gated_seq_bwd<T, C>(p);
+  if constexpr (C::kHasC) gated_seq_bwd<T, C>(p, path);
   else bwd_impl<T, C>(p, path);
 }
 }  // namespace cpu

@@ -61,6 +61,15 @@ struct DotArgs {
 // is applied in registers before the only store. Forward step: y = init = pre_t rows,
 // x = h_{t-1} rows, wp = packed W_hh; input projection: x = input rows, wp = packed W_ih,
 // bias = b_ih + b_hh; backward: y = dh rows, x = dz_t rows, wp = W_hh packed by columns.
+//
+// A cell with G > 1 gate blocks and a second state (CellKernels<T, C>::panel_rows of a kHasC
+// cell, the LSTM): n runs over the H units; gate g of unit n sums
+//   z_r[g][n] = init_r[g·H + n] + bias[g·H + n] + Σ_k x_r[k] w[(g·H + n)·K + k]
+// (init and bias rows G·H wide), and the cell's forward of the G sums and c_prev_r[n] writes
+// act_r[g·H + n] (the gate activations; act may alias init), c_out_r[n] (c_t) and y_r[n] (h̃_t).
+// LSTM step: init = act = the gates_t rows (the hoisted pre-activations in, the activations
+// out), x = h_{t-1} rows (P wide: K = P), wp = W_hh packed with pack_panels(..., G),
+// c_prev = c_{t-1} rows, c_out = c_t rows, y = h̃_t rows.
 constexpr int64_t kPanel = 16;
 
 template <typename T>
@@ -73,6 +82,11 @@ struct PanelArgs {
   const T* wp = nullptr;
   int64_t K = 0;
   Cell cell;  // read by the cell's epilogue only
+  // G > 1 only (above): the gate block stride, and the per-row second state and activations.
+  int64_t H = 0;
+  const T* const* c_prev = nullptr;
+  T* const* c_out = nullptr;
+  T* const* act = nullptr;
 };
 
 // The plain products of one instruction set and dtype.
@@ -90,8 +104,8 @@ struct RowKernels {
 
 // The kernels of one instruction set and dtype that run cell C's pointwise definition. A cell
 // with one gate block and no second state (Elman) fills the first four; a cell with gate blocks
-// and a second state (the LSTM, C::kHasC) the last two (the others are null until its fused
-// product kernels exist: epilogue.h, "Units and gates").
+// and a second state (the LSTM, C::kHasC) panel_rows (its G > 1 form, PanelArgs) and the last
+// two (dot_rows, fwd_row and dz_row stay null: epilogue.h, "Units and gates").
 template <typename T, class C>
 struct CellKernels {
   Isa isa;

@@ -13,15 +13,15 @@
 // Units and gates. A cell has G = C::kGates gate blocks (W_hh is (G·H, H), PyTorch's gate order).
 // The epilogue works on one vector of units at a time and is handed the G gate sums of those
 // units, z[g] for g < G, each a vector whose lanes are the same units (Plain and Elman: G = 1, so
-// z[0] is the whole pre-activation and nothing is gathered). How G > 1 plugs in:
-//  - unit_forward takes z[0..G) plus the cell's second state where it has one (kHasC: c_{t-1}
-//    loaded from, and c_t stored to, the unit's columns), calls C::forward on them, and returns
-//    h (the only value stored into y). The static_assert below marks the place.
-//  - unit_backward likewise takes what the cell's backward needs (the saved gate activations,
-//    c) and writes dz for the G gates of its units (dz rows are G·H wide).
-//  - The row passes (cell_fwd_row, cell_bwd_row) then read and write G gate blocks per row at
-//    column offsets g·H (the summed pre-activations of a G·H-wide BLAS product); at G = 1 they
-//    are the passes below.
+// z[0] is the whole pre-activation and nothing is gathered). G > 1 (the LSTM, with its second
+// state c):
+//  - unit_forward's second form takes z[0..G) and c_{t-1} of the units, calls C::forward and
+//    returns h̃ (stored into y); the gate activations and c_t come back for the caller to store
+//    (the panel form stores them at the row's columns g·H + n and into c_out).
+//  - the backward's pointwise part is a row pass (gates_bwd_row below): the BLAS path and the
+//    fused path share it; the fused backward's product dh = dz W_hh is a plain one over K = G·H.
+//  - the row passes (gates_fwd_row, gates_bwd_row) read and write G gate blocks per row at
+//    column offsets g·H (the summed pre-activations of a G·H-wide BLAS product).
 #pragma once
 #include <type_traits>
 
@@ -49,6 +49,16 @@ RNNFUSED_INLINE V unit_forward(const V* z, Cell cell) {
                   "a cell with G > 1 gates or a second state: see epilogue.h, Units and gates");
     return E::template forward<VecMath>(z[0], cell.act);
   }
+}
+
+// The G > 1 form (kHasC cells): z[0..G) the gate sums and c the previous cell state of one
+// vector of units; writes the activations a[0..G) and the new state c_new, returns h̃.
+template <class E, class V>
+RNNFUSED_INLINE V unit_forward(const V* z, const V& c, V* a, V& c_new) {
+  static_assert(E::kHasC, "the form with a second state");
+  V h;
+  E::template forward<VecMath>(z, c, a, c_new, h);
+  return h;
 }
 
 // dL/dz for one vector of units, from dL/dh (dh) and the cell's output h.

@@ -23,7 +23,8 @@ struct Blocking {
 template <class V, class B, class C>
 CellKernels<typename V::value_type, C> make_cell_kernels(Isa isa) {
   CellKernels<typename V::value_type, C> k{isa, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
-  if constexpr (C::kHasC) {  // row passes only, for now (row_table.h)
+  if constexpr (C::kHasC) {  // the panel form and the row passes (row_table.h)
+    k.panel_rows = &panel_rows<V, B::kRegs, C>;
     k.gates_fwd_row = &gates_fwd_row<V, C>;
     k.gates_bwd_row = &gates_bwd_row<V, C>;
   } else {

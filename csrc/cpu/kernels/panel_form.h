@@ -13,13 +13,14 @@
 // unit_forward receives them as z[0..G) with no G·H-wide intermediate written and read back. Per
 // k, panel p's G·kPanel packed values (gate-major, panel_pack.h) are loaded as G·NP vectors. Plain
 // products and Elman have G = 1: this is the SGEMM-like kernel with the cell's forward applied
-// in registers. How G > 1 plugs in, beyond the generic parts below (the k loop, the accumulator
-// layout, the register budget, the packing):
-//  - init and bias: gate g's values start g·H columns further in the G·H-wide pre-activation
-//    row and bias (PanelArgs then carries H; the forward passes its pre rows as init and the
-//    h rows as y, which are no longer the same buffer). The static_assert in panel_block marks
-//    the place.
-//  - the epilogue: unit_forward's G > 1 form (epilogue.h), with c_{t-1} / c_t of the same units.
+// in registers. G > 1 (the LSTM):
+//  - init and bias: gate g's values start g·H columns further (PanelArgs::H) in the G·H-wide
+//    pre-activation row and bias; the forward passes its pre rows as init and the h̃ rows as y.
+//  - the epilogue: unit_forward's G > 1 form (epilogue.h) with c_{t-1} of the same units
+//    (PanelArgs::c_prev), storing c_t (c_out), the G gate activations (act, at g·H + col: what
+//    the backward reads) and h̃ (y). No G·H-wide sums are written and read back.
+//  - the register budget: panel_group and panel_rows' RBmax count G·NP vectors per panel
+//    (AVX2 float: 1 row × 1 panel, 8 accumulators; AVX-512 float: up to 6 rows × 1 panel).
 #pragma once
 #include "epilogue.h"
 
@@ -53,7 +54,6 @@ RNNFUSED_INLINE void panel_block(const PanelArgs<typename V::value_type>& a, int
   constexpr int NP = panel_vectors<V>();
   constexpr int NU = PB * NP;  // vectors of units
   constexpr int NV = NU * G;   // accumulators per row
-  static_assert(G == 1, "G > 1: init and bias per gate block, see the header");
   const int64_t col0 = j0 * kPanel;
   V acc[RB][NV];
   for (int r = 0; r < RB; ++r) {
@@ -61,15 +61,18 @@ RNNFUSED_INLINE void panel_block(const PanelArgs<typename V::value_type>& a, int
     for (int u = 0; u < NU; ++u) {
       const int64_t col = col0 + u * L;
       const int64_t cnt = std::min<int64_t>(L, n1 - col);
-      V s(T(0));
-      if (cnt >= L) {
-        if (in) s = V::loadu(in + col);
-        if (a.bias) s = s + V::loadu(a.bias + col);
-      } else if (cnt > 0) {
-        if (in) s = V::loadu(in + col, cnt);
-        if (a.bias) s = s + V::loadu(a.bias + col, cnt);
+      for (int g = 0; g < G; ++g) {
+        const int64_t c = g * a.H + col;  // gate g's column (G = 1: col)
+        V s(T(0));
+        if (cnt >= L) {
+          if (in) s = V::loadu(in + c);
+          if (a.bias) s = s + V::loadu(a.bias + c);
+        } else if (cnt > 0) {
+          if (in) s = V::loadu(in + c, cnt);
+          if (a.bias) s = s + V::loadu(a.bias + c, cnt);
+        }
+        acc[r][u * G + g] = s;
       }
-      acc[r][u * G] = s;
     }
   }
   const int64_t K = a.K;
@@ -105,11 +108,27 @@ RNNFUSED_INLINE void panel_block(const PanelArgs<typename V::value_type>& a, int
   }
   for (int r = 0; r < RB; ++r) {
     T* y = a.y[r0 + r];
-    for (int u = 0; u < NU; ++u) {
-      const int64_t col = col0 + u * L;
-      const int64_t cnt = std::min<int64_t>(L, n1 - col);
-      if (cnt >= L) unit_forward<E>(&acc[r][u * G], a.cell).store(y + col);
-      else if (cnt > 0) unit_forward<E>(&acc[r][u * G], a.cell).store(y + col, cnt);
+    if constexpr (G == 1) {
+      for (int u = 0; u < NU; ++u) {
+        const int64_t col = col0 + u * L;
+        const int64_t cnt = std::min<int64_t>(L, n1 - col);
+        if (cnt >= L) unit_forward<E>(&acc[r][u * G], a.cell).store(y + col);
+        else if (cnt > 0) unit_forward<E>(&acc[r][u * G], a.cell).store(y + col, cnt);
+      }
+    } else {
+      const T* cp = a.c_prev[r0 + r];
+      T* co = a.c_out[r0 + r];
+      T* act = a.act[r0 + r];
+      for (int u = 0; u < NU; ++u) {
+        const int64_t col = col0 + u * L;
+        const int64_t cnt = std::min<int64_t>(L, n1 - col);
+        if (cnt <= 0) continue;
+        V av[G], cn;
+        const V h = unit_forward<E>(&acc[r][u * G], V::loadu(cp + col, cnt), av, cn);
+        for (int g = 0; g < G; ++g) av[g].store(act + g * a.H + col, cnt);
+        cn.store(co + col, cnt);
+        h.store(y + col, cnt);
+      }
     }
   }
 }
