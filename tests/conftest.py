@@ -1,5 +1,7 @@
 """pytest fixtures shared by the test modules. The shared helpers (module pairs, runs, the
 numerical rule) are in tests/support.py."""
+import zlib
+
 import pytest
 import torch
 
@@ -22,3 +24,26 @@ def cpu_kernel(request, monkeypatch):
     """Run the test once per CPU kernel path (RNNFUSED_CPU_KERNEL), on the same inputs."""
     monkeypatch.setenv("RNNFUSED_CPU_KERNEL", request.param)
     return request.param
+
+
+# The big option matrices of test_rnn.py: the quick tier (-m "not slow and not emulated", the
+# README's check of an install) runs a fixed 1/N sample of each: for every cell and CPU kernel,
+# the same option combinations (chosen by a checksum of their values); the others carry the
+# `slow` mark, so the full suite (CI) still runs every combination.
+QUICK_SHARE = {
+    "test_rnn.py::test_feature_matrix": 4,
+    "test_rnn.py::test_unbatched": 3,
+    "test_rnn.py::test_packed_sequence": 3,
+}
+_KEEP_WHOLE = ("cell", "cpu_kernel")  # every cell x kernel keeps its sample
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by mark
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        n = QUICK_SHARE.get(f"{item.path.name}::{item.originalname}")
+        if not n or not hasattr(item, "callspec"):
+            continue
+        options = sorted((k, repr(v)) for k, v in item.callspec.params.items() if k not in _KEEP_WHOLE)
+        if zlib.crc32(repr(options).encode()) % n:
+            item.add_marker(pytest.mark.slow)

@@ -351,6 +351,7 @@ def lstm_cell_args(B=3, I=4, H=5, bias=True, requires_grad=True):
             r(4 * H) if bias else None)
 
 
+@pytest.mark.slow  # 20-50 s each on 2 cores (opcheck's aot_dispatch checks, gradgradcheck)
 @pytest.mark.parametrize("bias", [True, False])
 def test_lstm_cell_op_reference_opcheck_gradcheck(bias):
     from rnnfused.reference import lstm_cell_ref
@@ -435,6 +436,7 @@ def test_opcheck_lstm_train_and_backward(case):
     )
 
 
+@pytest.mark.slow  # ~30 s on 2 cores
 def test_gradgradcheck_lstm_module_op():
     """Double backward of the module op (the composite, differentiated) in float64."""
     args = lstm_args(L=2, D=2, P=2, packed=True)
