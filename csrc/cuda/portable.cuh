@@ -10,16 +10,21 @@
 //  - shared memory only through RNNF_SHARED (static arrays) and RNNF_DYNAMIC_SHARED (the extern
 //    dynamic buffer);
 //  - no inline asm in a kernel body: a named device function here with both versions
-//    (ld_acquire_gpu);
+//    (ld_acquire_gpu, backoff, spin_limit_trap);
 //  - only the built-ins listed here (add a line to both branches when a kernel needs another).
 #pragma once
 
 #ifndef RNNFUSED_EMULATE
 // ------------------------------------------------------------------------------------------------
 // nvcc: CUDA itself.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
+#error "rnnfused's CUDA kernels need compute capability 7.0 or newer (the group barrier's ld.acquire and __nanosleep): remove the architectures below 7.0 from TORCH_CUDA_ARCH_LIST"
+#endif
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <cstdio>
 
 #define RNNF_SHARED(type, name, dims) __shared__ type name dims
 #define RNNF_DYNAMIC_SHARED(type, name, align) extern __shared__ __align__(align) type name[]
