@@ -243,8 +243,11 @@ void step_bwd(const StepBwdParams& p, void* stream) {
   rt::poison(p.dz, sizeof(T) * p.B * p.H, s);
   if (p.grad_x) rt::poison(p.grad_x, sizeof(T) * p.B * p.I, s);
   if (p.grad_h) rt::poison(p.grad_h, sizeof(T) * p.B * p.H, s);
+  // One thread per output column of [grad_x | grad_h]; dz (B·H elements) is stored by the whole
+  // grid, grid-stride, so the grid is also sized for it (capped: the stride covers the rest).
   const int64_t cols = (p.grad_x ? p.I : 0) + (p.grad_h ? p.H : 0);
-  const int64_t blocks = std::max<int64_t>(1, ceil_div(cols, kCellThreads));  // block 0 stores dz
+  const int64_t blocks = std::max<int64_t>({1, ceil_div(cols, kCellThreads),
+                                            std::min<int64_t>(ceil_div(p.B * p.H, kCellThreads), 65535)});
   TORCH_CHECK(blocks <= INT32_MAX, "rnnfused: sizes too large for the cell kernel");
   rt::LaunchSpec spec;
   spec.grid = dim3((unsigned)blocks);

@@ -292,6 +292,7 @@ std::vector<CellCase> make_cell_cases(bool quick) {
   for (DT dt : {DT::f32, DT::f64, DT::f16, DT::bf16}) {
     cs.push_back({dt, 5, 40, 33, false, true, true, true});
     cs.push_back({dt, 1, 3, 70, true, false, true, false});
+    cs.push_back({dt, 9, 5, 70, false, true, false, true});  // dz (630 elements) over 3 blocks
     if (!quick) {
       cs.push_back({dt, 9, 7, 1, false, true, false, true});
       cs.push_back({dt, 3, 300, 130, true, true, true, true});
