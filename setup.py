@@ -49,6 +49,18 @@ def _find_cuda_home():
     return None
 
 
+def _load_build_mode():
+    """rnnfused/_build_mode.py (the mode rule, shared with tests/test_build_mode.py), loaded by path:
+    importing the package would import its compiled part, which is what is being built."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "rnnfused_build_mode", os.path.join(HERE, "rnnfused", "_build_mode.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+build_mode = _load_build_mode()
 FORCE_CUDA = os.environ.get("FORCE_CUDA", "0") == "1"
 CPU_ONLY = os.environ.get("RNNFUSED_CPU_ONLY", "0") == "1"
 _cuda_home = None if CPU_ONLY else _find_cuda_home()
@@ -58,13 +70,15 @@ if _cuda_home:
 import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
-WITH_CUDA = (not CPU_ONLY) and torch.version.cuda is not None and _cuda_home is not None
-if FORCE_CUDA and not WITH_CUDA:
-    sys.exit(
-        "rnnfused: FORCE_CUDA=1 but no CUDA build is possible: "
-        f"torch.version.cuda={torch.version.cuda}, CUDA toolkit root={_cuda_home}. "
-        "Install a CUDA build of torch and point CUDA_HOME at the toolkit."
-    )
+# Asked only where it decides something (it initialises torch's CUDA state).
+_gpu_visible = (not CPU_ONLY and not FORCE_CUDA and torch.version.cuda is not None
+                and _cuda_home is not None and torch.cuda.is_available())
+try:
+    WITH_CUDA, MODE_REASON = build_mode.decide(cpu_only=CPU_ONLY, force_cuda=FORCE_CUDA,
+                                               torch_cuda=torch.version.cuda, cuda_home=_cuda_home,
+                                               gpu_visible=_gpu_visible)
+except build_mode.BuildModeError as e:
+    sys.exit(str(e))
 
 
 def _nvcc_major(root):
@@ -114,11 +128,29 @@ def _write_arch_header():
 if WITH_CUDA and "TORCH_CUDA_ARCH_LIST" not in os.environ:
     major = _nvcc_major(_cuda_home)
     os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS_NVCC12 if major is not None and major < 13 else DEFAULT_CUDA_ARCHS
+MODE_LINE = build_mode.describe(WITH_CUDA, MODE_REASON, os.environ.get("TORCH_CUDA_ARCH_LIST"))
+# The version names the mode too: pip prints it without -v ("Successfully installed
+# rnnfused-0.1.0+cpu"), and hides everything the build itself prints (MODE_LINE included) unless -v.
+VERSION = build_mode.version(WITH_CUDA, torch.version.cuda)
 
 debug = os.environ.get("RNNFUSED_DEBUG", "0") == "1"
-cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+# -g0: Python's own CFLAGS (which setuptools passes first) hold -g. Debug info for these template-
+# heavy kernels cost ~40 % of the C++ compile time (the AVX-512 file: 71 s -> 43 s of CPU) and
+# made its object file 19x larger; RNNFUSED_DEBUG=1 keeps it.
+cxx_flags = ["-O0", "-g"] if debug else ["-O3", "-g0"]
 # No -std: torch.utils.cpp_extension adds the standard this torch needs (C++17, or C++20 from 2.10).
 cxx_flags += ["-fdiagnostics-color=always"]
+# torch's headers as system headers (-isystem; GCC then ignores the -I that cpp_extension adds for
+# the same folders): ATen's `#pragma unroll` and `#pragma clang diagnostic`, unknown to GCC, and
+# its -Wpsabi notes are torch's, not ours, and drowned ours out (74 lines of a FORCE_CUDA build with
+# torch 2.14). Our own code keeps every warning of -Wall. (The other class, GCC 12's
+# -Wmaybe-uninitialized false positive in its AVX-512 intrinsics, is silenced in
+# csrc/cpu/rnn_cpu_avx512.cpp, the one file where it arises.)
+_torch_include = os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "include")
+system_includes = []
+for d in (_torch_include, os.path.join(_torch_include, "torch", "csrc", "api", "include")):
+    system_includes += ["-isystem", d]
+cxx_flags += system_includes
 # at::parallel_for is a header template: in a file compiled without OpenMP its `omp parallel`
 # is ignored and every call runs on one thread. The CPU kernels split work across torch's
 # intra-op threads through it, so compile with OpenMP where torch itself uses it (Linux + GCC
@@ -141,14 +173,9 @@ if WITH_CUDA:
         extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSED_WITH_CUDA"], "nvcc": nvcc_flags},
         extra_link_args=link_flags,
     )
-    print(f"rnnfused: building with CUDA (CUDA_HOME={_cuda_home}, "
-          f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']})")
 else:
     ext = CppExtension("rnnfused._C", sources, extra_compile_args={"cxx": cxx_flags},
                        extra_link_args=link_flags)
-    why = ("RNNFUSED_CPU_ONLY=1" if CPU_ONLY else
-           "torch has no CUDA" if torch.version.cuda is None else "no CUDA toolkit found")
-    print(f"rnnfused: building CPU-only ({why}); CUDA tensors will raise a clear error")
 
 
 def build_info_text():
@@ -159,9 +186,11 @@ def build_info_text():
         "TORCH_GIT_VERSION": getattr(torch.version, "git_version", None),
         "TORCH_PATH": os.path.dirname(os.path.abspath(torch.__file__)),
         "CXX11_ABI": bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True)),
+        "VERSION": VERSION,                                # 0.1.0+cpu / 0.1.0+cu130
         "WITH_CUDA": WITH_CUDA,                            # the CUDA kernels were compiled
+        "MODE_REASON": MODE_REASON,                        # why (rnnfused/_build_mode.py)
+        "CUDA_ARCH_LIST": os.environ["TORCH_CUDA_ARCH_LIST"] if WITH_CUDA else None,
         "CUDA_HOME": _cuda_home if WITH_CUDA else None,
-        "CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST") if WITH_CUDA else None,
         "PYTHON": "%d.%d.%d" % sys.version_info[:3],
     }
     lines = ['"""Written by setup.py when rnnfused._C was built (not in git): the torch it was compiled',
@@ -178,7 +207,18 @@ class BuildExtensionWithInfo(BuildExtension.with_options(use_ninja=True)):
         return os.path.join(os.path.dirname(os.path.abspath(self.get_ext_fullpath("rnnfused._C"))),
                             "_build_info.py")
 
+    def finalize_options(self):
+        super().finalize_options()
+        if getattr(self, "editable_mode", False):
+            # `pip install -e` compiles in a fresh temporary folder every time (setuptools'
+            # editable_wheel), so a second install (the README's second command, or a rerun)
+            # recompiled everything. Keep the objects and ninja's record in build/ instead: a
+            # rerun recompiles only what changed (ninja compares each command and its inputs).
+            self.build_temp = os.path.join(HERE, "build", "editable-" + build_mode.local_label(
+                WITH_CUDA, torch.version.cuda))
+
     def run(self):
+        print(MODE_LINE, flush=True)    # once, as the build starts (setup.py runs several times)
         super().run()
         path = self._info_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -191,6 +231,7 @@ class BuildExtensionWithInfo(BuildExtension.with_options(use_ninja=True)):
 
 
 setup(
+    version=VERSION,
     packages=find_packages(include=["rnnfused", "rnnfused.*"]),
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtensionWithInfo},

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Stepping one input at a time: FusedRNN vs nn.RNN called with short inputs while carrying the
-state, and FusedRNNCell vs nn.RNNCell, per call, on the same weights.
+state, and FusedRNNCell vs nn.RNNCell, per call, on the same weights; with --cell lstm FusedLSTM
+vs nn.LSTM and FusedLSTMCell vs nn.LSTMCell, the state (h, c).
 
     python bench/bench_stepping.py                         # the full table (~3 min on 2 cores)
+    python bench/bench_stepping.py --cell lstm             # the LSTM's (adds the no_grad pass)
     python bench/bench_stepping.py --quick                 # fewer repetitions
     python bench/bench_stepping.py --report bench/results/$(date +%F)-cpu-stepping.md
     python bench/bench_stepping.py --device cuda          # on a GPU: cuDNN vs rnnfused's CUDA kernels
@@ -12,7 +14,8 @@ What one row times: a loop of `--steps` calls, each on a (T, B, H) input (T = 1,
 marked) with the state returned by the previous call, as autoregressive generation, online
 control and RL do; parameters require grad (training-mode modules), as in a model being trained.
 "fwd" times the loop alone; "fwd+bwd" times the loop and one backward through all of it (a short
-unrolled BPTT window). The contenders are interleaved, each timing is the median of `--reps`
+unrolled BPTT window); "no_grad" times the loop under torch.no_grad() (inference: nothing is
+recorded for autograd; the default for --cell lstm, whose cell targets are for it). The contenders are interleaved, each timing is the median of `--reps`
 repetitions, and "x" is nn's time over rnnfused's (above 1: rnnfused is faster). Each row also
 checks that both give the same outputs and gradients. See the targets at TARGETS below.
 """
@@ -32,19 +35,29 @@ import rnnfused
 from rnnfused import FusedRNN, FusedRNNCell
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rnnbench.cells import CELLS, onednn_rule, torch_path  # noqa: E402
 from rnnbench.env import OtherLoad, cpu_isa, cpu_model, git_rev  # noqa: E402
 
-# (kind, B, H, L, T): kind "rnn" = FusedRNN vs nn.RNN, "cell" = FusedRNNCell vs nn.RNNCell.
+# (kind, B, H, L, T): kind "rnn" = the sequence module (FusedRNN vs nn.RNN, FusedLSTM vs nn.LSTM),
+# "cell" = the cell (FusedRNNCell vs nn.RNNCell, FusedLSTMCell vs nn.LSTMCell).
 ROWS = [("rnn", B, H, L, 1) for H in (64, 256) for B in (1, 8, 64) for L in (1, 2)]
 ROWS += [("rnn", B, 256, L, 8) for B in (1, 64) for L in (1, 2)]
 ROWS += [("cell", B, H, 1, 1) for H in (64, 256) for B in (1, 8, 64)]
 
 
-def target_of(kind, B, H, L, T, mode):
-    """(bound on x, label) for a row, or None. From the issue: FusedRNNCell >= 1.5x nn.RNNCell at
-    B=1,H=64 and B=8,H=64 (forward), never slower in the other rows; FusedRNN with T=1 >= 1.5x
-    nn.RNN at those sizes (1 and 2 layers), never slower at H=256 (B=1 and 64, 1 and 2 layers,
-    T=1 and 8)."""
+# The LSTM's targets (issue 17): FusedLSTMCell per call vs nn.LSTMCell, state carried, no grad.
+# FusedLSTM with T=1 has none (yet).
+LSTM_CELL_TARGETS = {(1, 64): 2.5, (8, 64): 2.5, (1, 256): 2.0, (64, 256): 1.0}
+
+
+def target_of(kind, B, H, L, T, mode, cell="rnn"):
+    """(bound on x, label) for a row, or None. From the issues. RNN: FusedRNNCell >= 1.5x
+    nn.RNNCell at B=1,H=64 and B=8,H=64 (forward), never slower in the other rows; FusedRNN with
+    T=1 >= 1.5x nn.RNN at those sizes (1 and 2 layers), never slower at H=256 (B=1 and 64, 1 and 2
+    layers, T=1 and 8). LSTM: LSTM_CELL_TARGETS, the no_grad pass."""
+    if cell == "lstm":
+        bound = LSTM_CELL_TARGETS.get((B, H)) if kind == "cell" and mode == "no_grad" else None
+        return None if bound is None else (bound, f">={bound:g}x" if bound > 1 else "never slower")
     if mode != "fwd":
         return None
     if kind == "cell":
@@ -56,23 +69,24 @@ def target_of(kind, B, H, L, T, mode):
     return None
 
 
-def make_pair(kind, B, H, L, device, seed=0):
+def make_pair(kind, B, H, L, device, seed=0, cell=CELLS["rnn"]):
     torch.manual_seed(seed)
     if kind == "cell":
-        ref = nn.RNNCell(H, H).to(device)
-        return ref, FusedRNNCell.from_cell(ref)
-    ref = nn.RNN(H, H, num_layers=L).to(device)
-    return ref, FusedRNN.from_rnn(ref)
+        ref = cell.torch_cell(H, H).to(device)
+        return ref, getattr(rnnfused, cell.fused_cell_name).from_cell(ref)
+    ref = cell.torch_cls(H, H, num_layers=L).to(device)
+    return ref, getattr(getattr(rnnfused, cell.fused_name), cell.from_seq)(ref)
 
 
-def make_loop(kind, module, xs, h0):
-    """A function running the stepping loop; returns (outputs stacked, last state)."""
+def make_loop(kind, module, xs, h0, cell=CELLS["rnn"]):
+    """A function running the stepping loop; returns (outputs stacked, last state). h0: what the
+    module takes as its state (h, or the LSTM's (h, c))."""
     if kind == "cell":
         def run():
             h, outs = h0, []
             for x in xs:
                 h = module(x, h)
-                outs.append(h)
+                outs.append(cell.flat_state(h)[0])
             return outs, h
     else:
         def run():
@@ -85,21 +99,23 @@ def make_loop(kind, module, xs, h0):
 
 
 def bench_row(kind, B, H, L, T, args):
+    cell = CELLS[args.cell]
     dev = torch.device(args.device)
-    ref, fused = make_pair(kind, B, H, L, dev)
+    ref, fused = make_pair(kind, B, H, L, dev, cell=cell)
     g = torch.Generator().manual_seed(1)
     shape = (B, H) if kind == "cell" else (T, B, H)
     xs = [torch.randn(shape, generator=g).to(dev) for _ in range(args.steps)]
-    h0 = torch.randn((B, H) if kind == "cell" else (L, B, H), generator=g).to(dev)
+    h0 = cell.hx([torch.randn((B, H) if kind == "cell" else (L, B, H), generator=g).to(dev)
+                  for _ in range(cell.states)])
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    loops = {"nn": make_loop(kind, ref, xs, h0), "fused": make_loop(kind, fused, xs, h0)}
+    loops = {"nn": make_loop(kind, ref, xs, h0, cell), "fused": make_loop(kind, fused, xs, h0, cell)}
     calls = args.steps
 
     # Same answer: outputs and gradients of the unrolled loop.
     res = {}
     for name, mod in (("nn", ref), ("fused", fused)):
         outs, h = loops[name]()
-        loss = sum((o * (i + 1)).sum() for i, o in enumerate(outs)) + h.sum()
+        loss = sum((o * (i + 1)).sum() for i, o in enumerate(outs)) + sum(s.sum() for s in cell.flat_state(h))
         grads = torch.autograd.grad(loss, list(mod.parameters()))
         res[name] = (torch.stack(outs).detach(), grads)
     def rel(a, b):  # max abs difference relative to the largest magnitude (at least 1)
@@ -110,18 +126,24 @@ def bench_row(kind, B, H, L, T, args):
     def fwd(name):
         return lambda: loops[name]()
 
+    def no_grad(name):
+        def run():
+            with torch.no_grad():
+                loops[name]()
+        return run
+
     def fwdbwd(name):
         mod = ref if name == "nn" else fused
         params = list(mod.parameters())
 
         def run():
             outs, h = loops[name]()
-            loss = sum(o.sum() for o in outs) + h.sum()
+            loss = sum(o.sum() for o in outs) + sum(s.sum() for s in cell.flat_state(h))
             torch.autograd.grad(loss, params)
         return run
 
     rows = []
-    for mode, make in (("fwd", fwd), ("fwd+bwd", fwdbwd)):
+    for mode, make in (("no_grad", no_grad), ("fwd", fwd), ("fwd+bwd", fwdbwd)):
         if mode not in args.modes:
             continue
         fns = {name: make(name) for name in loops}
@@ -139,10 +161,10 @@ def bench_row(kind, B, H, L, T, args):
         nn_us = statistics.median(times["nn"])
         fu_us = statistics.median(times["fused"])
         x = nn_us / fu_us
-        tgt = target_of(kind, B, H, L, T, mode)
+        tgt = target_of(kind, B, H, L, T, mode, args.cell)
         met = "" if tgt is None else ("met" if x >= tgt[0] else "MISSED")
         rows.append(dict(kind=kind, B=B, H=H, L=L, T=T, mode=mode, nn_us=nn_us, fused_us=fu_us, x=x,
-                         err=err, target=tgt[1] if tgt else "", met=met))
+                         err=err, target=tgt[1] if tgt else "", met=met, cell=args.cell))
     return rows
 
 
@@ -150,7 +172,9 @@ COLS = ["what", "B", "H", "layers", "T", "pass", "nn us/call", "rnnfused us/call
 
 
 def fmt(r):
-    what = "FusedRNN vs nn.RNN" if r["kind"] == "rnn" else "FusedRNNCell vs nn.RNNCell"
+    c = CELLS[r.get("cell", "rnn")]
+    what = (f"{c.fused_name} vs {c.torch_name}" if r["kind"] == "rnn"
+            else f"{c.fused_cell_name} vs {c.torch_cell_name}")
     return [what, r["B"], r["H"], r["L"] if r["kind"] == "rnn" else "-", r["T"] if r["kind"] == "rnn" else "-",
             r["mode"], f"{r['nn_us']:.1f}", f"{r['fused_us']:.1f}", f"{r['x']:.2f}", f"{r['err']:.1e}",
             r["target"], r["met"]]
@@ -163,6 +187,21 @@ def table(rows, markdown):
         return lines + ["| " + " | ".join(c) + " |" for c in cells[1:]]
     w = [max(len(row[i]) for row in cells) for i in range(len(COLS))]
     return ["  ".join(c.rjust(w[i]) for i, c in enumerate(row)) for row in cells]
+
+
+def nn_calls(cell):
+    """One T=1 call of nn's sequence module and one of its cell (B=1, H=64), no grad: to see
+    which path torch takes for them (rnnbench.cells.torch_path)."""
+    torch.manual_seed(0)
+    seq, one = cell.torch_cls(64, 64), cell.torch_cell(64, 64)
+    x = torch.randn(1, 1, 64)
+
+    def call(m, inp):
+        def run():
+            with torch.no_grad():
+                m(inp)
+        return run
+    return [(cell.torch_name, call(seq, x)), (cell.torch_cell_name, call(one, x[0]))]
 
 
 def breakdown(reps=25, n=300):
@@ -214,18 +253,37 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cuda: nn.RNN / nn.RNNCell on cuDNN against rnnfused's CUDA kernels")
+    p.add_argument("--cell", choices=sorted(CELLS), default="rnn",
+                   help="rnn: FusedRNN(Cell) vs nn.RNN(Cell) (default); lstm: FusedLSTM(Cell) vs nn.LSTM(Cell)")
+    p.add_argument("--shapes", nargs="+", metavar="B,H",
+                   help="only the rows of these batch and hidden sizes (default: every row)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for both (default 1)")
     p.add_argument("--steps", type=int, default=16, help="calls per timed loop (default 16)")
     p.add_argument("--reps", type=int, default=41, help="timed repetitions per contender (median)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="--reps 9")
-    p.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
+    p.add_argument("--modes", nargs="+", choices=["no_grad", "fwd", "fwd+bwd"],
+                   help="default: fwd fwd+bwd; with --cell lstm also no_grad (its cell targets' pass)")
     p.add_argument("--report", help="write a markdown report to this path")
     p.add_argument("--breakdown", action="store_true",
                    help="only time where one call goes (B=1, H=64, T=1), then exit")
     args = p.parse_args(argv)
     if args.quick:
         args.reps = 9
+    if args.modes is None:
+        args.modes = ["no_grad", "fwd", "fwd+bwd"] if args.cell == "lstm" else ["fwd", "fwd+bwd"]
+    if args.breakdown and args.cell != "rnn":
+        p.error("--breakdown times nn.RNN / FusedRNN's ops (--cell rnn) only")
+    try:
+        shapes = {tuple(int(v) for v in s.split(",")) for s in args.shapes or ()}
+    except ValueError:
+        p.error(f"--shapes wants B,H pairs, got {args.shapes}")
+    if any(len(s) != 2 for s in shapes):
+        p.error(f"--shapes wants B,H pairs, got {args.shapes}")
+    rows_run = [r for r in ROWS if not shapes or (r[1], r[2]) in shapes]
+    if not rows_run:
+        p.error(f"no row has B,H in {args.shapes} (B: 1, 8, 64; H: 64, 256)")
+    cell = CELLS[args.cell]
     if args.device == "cuda" and not (torch.cuda.is_available() and rnnfused.built_with_cuda()):
         p.error("--device cuda needs a CUDA device and a CUDA build of rnnfused")
     # TF32 off on both sides (cuDNN would use it for nn.RNN's float32 otherwise), as in bench_rnn.py.
@@ -234,6 +292,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cell": f"{cell.name} (rnnfused.{cell.fused_name} / {cell.fused_cell_name} vs "
+                f"torch.{cell.torch_name} / {cell.torch_cell_name})",
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "processor": cpu_model(),
         "cpu_isa": cpu_isa(rnnfused),
@@ -247,6 +307,9 @@ def main(argv=None):
         "RNNFUSED_KERNEL": os.environ.get("RNNFUSED_KERNEL", "(unset: heuristic)"),
         "command": " ".join(shlex.quote(a) for a in ["python"] + (sys.argv if argv is None else ["bench/bench_stepping.py"] + argv)),
     }
+    if cell.onednn and args.device == "cpu":   # which path nn took, seen on one call of each
+        info["nn path"] = "; ".join(f"{name} (B=1, H=64): {torch_path(fn)}" for name, fn in nn_calls(cell)) + (
+            f" ({onednn_rule()})")
     print("\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)
     if args.breakdown:
         for name, us in breakdown():
@@ -254,7 +317,7 @@ def main(argv=None):
         return 0
     load = OtherLoad()
     rows = []
-    for kind, B, H, L, T in ROWS:
+    for kind, B, H, L, T in rows_run:
         for r in bench_row(kind, B, H, L, T, args):
             rows.append(r)
             print("  " + "  ".join(str(c) for c in fmt(r)), file=sys.stderr, flush=True)
@@ -275,11 +338,13 @@ def main(argv=None):
     print("\n".join(summary))
     if args.report:
         with open(args.report, "w") as f:
-            f.write("# Stepping: FusedRNN / FusedRNNCell vs nn.RNN / nn.RNNCell, one short call at a time"
+            f.write(f"# Stepping: {cell.fused_name} / {cell.fused_cell_name} vs {cell.torch_name} / "
+                    f"{cell.torch_cell_name}, one short call at a time"
                     + (" (GPU)" if args.device == "cuda" else "") + "\n\n")
             f.write("\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n\n")
             f.write("Per call, median of the interleaved repetitions; x = nn / rnnfused (above 1: rnnfused "
-                    "is faster). fwd+bwd: the loop plus one backward through it, per call.\n\n")
+                    "is faster). fwd+bwd: the loop plus one backward through it, per call."
+                    + (" no_grad: the loop under torch.no_grad()." if "no_grad" in args.modes else "") + "\n\n")
             f.write("\n".join(table(rows, markdown=True)) + "\n\n")
             f.write("\n".join(summary) + "\n")
     return 0 if not bad else 1

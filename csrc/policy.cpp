@@ -114,8 +114,17 @@ bool cpu_seq_panel(int64_t B) {
   return B > 1;
 }
 
-CpuSeqPath cpu_seq_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, int isa) {
+// The LSTM (CellKind::LSTM): the BLAS path, a GEMM per step (csrc/cpu/rnn_cpu_lstm.cpp), whatever
+// RNNFUSED_CPU_KERNEL says: its fused forms (the four gate rows of a unit together in registers,
+// epilogue.h) are not written yet. Nothing is timed for it. Its layer always hoists the input
+// product (no fused cell step yet), and its cell op runs as a layer of one step.
+CpuSeqPath cpu_seq_path(const Cell& cell, int64_t B, int64_t H, c10::ScalarType dtype,
+                        bool backward, int isa) {
   CpuSeqPath c;
+  if (cell.kind == CellKind::LSTM) {
+    c.fused = false;
+    return c;
+  }
   c.shares = cpu_seq_shares(B, H);
   c.panel = cpu_seq_panel(B);
   switch (switches::cpu_kernel()) {

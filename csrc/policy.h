@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "cells/cell.h"
 #include "switches.h"
 
 namespace rnnfused {
@@ -43,7 +44,9 @@ struct CpuSeqPath {
                        // form over W_hh as stored backward)
 };
 // isa: the CPU kernels' instruction set now (cpu::Isa as an int; the timing cache keys on it).
-CpuSeqPath cpu_seq_path(int64_t B, int64_t H, c10::ScalarType dtype, bool backward, int isa);
+// cell: a cell with a second state (the LSTM) has only the BLAS path so far.
+CpuSeqPath cpu_seq_path(const Cell& cell, int64_t B, int64_t H, c10::ScalarType dtype,
+                        bool backward, int isa);
 
 // The CUDA recurrence: the persistent kernel wherever it has a plan, the stepwise kernel
 // otherwise; RNNFUSED_KERNEL forces one. `plan()` returns (ok, why not) and is called only when

@@ -41,11 +41,30 @@ struct SeqCommon {
 //                      t = lengths[b]-1). Lengths must lie in [0, T]: the CPU raises otherwise,
 //                      CUDA clamps (it cannot check without a host sync); the module always
 //                      passes valid lengths.
+//
+// A cell with gate blocks and a second state (the LSTM, C::kHasC; Elman leaves these null):
+//   gates   (T, B, G·H)  on entry: the hoisted x_t W_ihᵀ + b_ih + b_hh (out is then only the
+//                        output); on exit: the gate activations (i, f, g, o), saved for
+//                        backward (zero where item b is inactive at step t).
+//   out     (T, B, P)    on exit: h_t (zero where inactive); P = the projection's size, or H.
+//   cs      (T, B, H)    on exit: c_t (zero where inactive).
+//   hp      (T, B, H)    on exit, with a projection: h̃_t before it (zero where inactive).
+//   c0, cn  (B, H)       the initial and the last cell state (cn as hn).
+//   w_hh    (G·H, P)     nn.LSTM's weight_hh (P columns: it multiplies the projected h).
+//   w_hr    (P, H)       nn.LSTM's weight_hr (proj_size > 0), or nullptr (P = H).
 struct SeqFwdParams : SeqCommon {
   void* out = nullptr;
   const void* h0 = nullptr;
   const void* w_hh = nullptr;
   void* hn = nullptr;
+  // The second state and the gates (kHasC cells only).
+  void* gates = nullptr;
+  void* cs = nullptr;
+  void* hp = nullptr;
+  const void* c0 = nullptr;
+  void* cn = nullptr;
+  const void* w_hr = nullptr;
+  int64_t P = 0;
 };
 
 // Backward of the sequential part (BPTT) for one layer, one direction.
@@ -58,6 +77,15 @@ struct SeqFwdParams : SeqCommon {
 //   dz_first (B, G·H)    written: dz at each item's first processed step, the step whose previous
 //                        state is h0 (t = 0 forward, t = lengths[b]-1 reverse; zero if length 0).
 //   grad_h0  (B, H)      written: dL/d h0.
+//
+// A cell with gate blocks and a second state (kHasC; the sizes as in SeqFwdParams; grad_out,
+// out, grad_hn and grad_h0 are then P wide, dz and dz_first G·H wide):
+//   grad_cn  (B, H)      dL/d c_n, or nullptr (zeros).
+//   gates, cs, hp, c0    what the forward saved (hp only with a projection), and c0.
+//   w_hr     (P, H)      or nullptr.
+//   grad_c0  (B, H)      written: dL/d c0.
+//   dhp      (T, B, P)   written, with a projection: dL/d h_t (the projected output, all of
+//                        what flows into it), zero where inactive; dW_hr = Σ_t dhp_tᵀ hp_t.
 struct SeqBwdParams : SeqCommon {
   const void* grad_out = nullptr;
   const void* grad_hn = nullptr;
@@ -66,6 +94,16 @@ struct SeqBwdParams : SeqCommon {
   void* dz = nullptr;
   void* dz_first = nullptr;
   void* grad_h0 = nullptr;
+  // The second state and the gates (kHasC cells only).
+  const void* grad_cn = nullptr;
+  const void* gates = nullptr;
+  const void* cs = nullptr;
+  const void* hp = nullptr;
+  const void* c0 = nullptr;
+  const void* w_hr = nullptr;
+  void* grad_c0 = nullptr;
+  void* dhp = nullptr;
+  int64_t P = 0;
 };
 
 // One time step of one layer-direction, input and recurrent products fused (FusedRNNCell, and

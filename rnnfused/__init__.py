@@ -1,8 +1,9 @@
-"""rnnfused: a drop-in torch.nn.RNN whose recurrence runs in fused C++/CUDA kernels.
+"""rnnfused: drop-in torch.nn.RNN and nn.LSTM whose recurrence runs in fused C++/CUDA kernels.
 
     from rnnfused import FusedRNN          # same constructor, parameters and outputs as nn.RNN
     from rnnfused import FusedRNNCell      # the same for nn.RNNCell
-    model = rnnfused.convert(model)        # or swap every nn.RNN / nn.RNNCell inside a model
+    from rnnfused import FusedLSTM, FusedLSTMCell  # the same for nn.LSTM, nn.LSTMCell
+    model = rnnfused.convert(model)        # or swap every nn.RNN / RNNCell / LSTM / LSTMCell inside
 """
 import warnings
 
@@ -15,15 +16,18 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
     import torch  # loads libtorch before our extension
 
+    from . import _build_mode
     from ._build import build_info, load_extension
 
     _C = load_extension()  # checks the torch it was built for first; registers torch.ops.rnnfused.*
     from . import ops
     from .cell import FusedRNNCell
+    from .lstm import FusedLSTM, FusedLSTMCell
     from .module import FusedRNN, convert
 
-__version__ = "0.1.0"
-__all__ = ["FusedRNN", "FusedRNNCell", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "cpu_isa",
+# The installed version: "0.1.0+cpu" or "0.1.0+cu130", what the build compiled (rnnfused/_build_mode.py).
+__version__ = (build_info() or {}).get("VERSION", _build_mode.VERSION)
+__all__ = ["FusedRNN", "FusedRNNCell", "FusedLSTM", "FusedLSTMCell", "convert", "ops", "built_with_cuda", "cuda_kernel_name", "cpu_isa",
            "build_info"]
 
 

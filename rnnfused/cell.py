@@ -4,7 +4,6 @@ One call is one op call (rnnfused::rnn_cell): h' = act(x W_ihᵀ + b_ih + h W_hh
 kernel, no intermediate tensor; autograd in C++ (csrc/host/). For stepping one input at a time
 (autoregressive generation, online control, RL, teaching code written with nn.RNNCell).
 """
-import warnings
 from typing import Optional
 
 import torch
@@ -13,10 +12,30 @@ from torch import Tensor, nn
 from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import any_autocast, autocast_dtype, cast
+from ._common import adopt, cell_weights
 
 __all__ = ["FusedRNNCell"]
 
 _cell_op = torch.ops.rnnfused.rnn_cell.default  # the fused step (csrc/host/), autograd included
+
+
+# ATen's names of the dtypes, as its messages print them.
+_ATEN_NAME = {torch.float64: "Double", torch.float32: "Float", torch.float16: "Half", torch.bfloat16: "BFloat16",
+              torch.int64: "Long", torch.int32: "Int", torch.int16: "Short", torch.int8: "Char",
+              torch.uint8: "Byte", torch.bool: "Bool", torch.complex64: "ComplexFloat",
+              torch.complex128: "ComplexDouble"}
+
+
+def _check_dtypes(input, hx, w_ih, w_hh):
+    """nn.RNNCell's error for an input or hx whose dtype is not the weights' (its matmul's words:
+    the input against weight_ih first, then hx against weight_hh). nn.RNNCell checks the shapes
+    first: where one is wrong, the op raises nn's shape error instead (input and hx are 2-D here)."""
+    if input.size(1) != w_ih.size(1) or hx.size(1) != w_hh.size(1) or hx.size(0) != input.size(0):
+        return
+    for a, w in ((input, w_ih), (hx, w_hh)):
+        if a.dtype != w.dtype:
+            raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got "
+                               f"{_ATEN_NAME.get(a.dtype, a.dtype)} and {_ATEN_NAME.get(w.dtype, w.dtype)}")
 
 
 class FusedRNNCell(nn.RNNCellBase):
@@ -62,12 +81,13 @@ class FusedRNNCell(nn.RNNCellBase):
         else:
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
         if not torch.jit.is_scripting():
-            w_ih, w_hh, b_ih, b_hh = self._weights()
+            w_ih, w_hh, b_ih, b_hh = cell_weights(self)
             if any_autocast():
                 dtype = autocast_dtype(input.device.type)
                 input, hx = cast(input, dtype), cast(hx, dtype)
                 w_ih, w_hh = cast(w_ih, dtype), cast(w_hh, dtype)
                 b_ih, b_hh = cast(b_ih, dtype), cast(b_hh, dtype)
+            _check_dtypes(input, hx, w_ih, w_hh)
             if _onnx.in_dynamo_export():
                 ret = _onnx.cell_symbolic(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
             else:
@@ -78,16 +98,6 @@ class FusedRNNCell(nn.RNNCellBase):
             ret = ret.squeeze(0)
         return ret
 
-    def _weights(self):
-        """(weight_ih, weight_hh, bias_ih, bias_hh) from _parameters directly (Module.__getattr__
-        costs about a microsecond each); through getattr where a weight is not a registered
-        parameter (parametrize, or one replaced by a plain tensor)."""
-        p = self._parameters
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        if all(n in p for n in names):
-            return p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
-        return tuple(getattr(self, n) for n in names)
-
     @classmethod
     def from_cell(cls, cell: nn.RNNCell) -> "FusedRNNCell":
         """A FusedRNNCell computing what `cell` computes, sharing its Parameter objects (so an
@@ -95,17 +105,6 @@ class FusedRNNCell(nn.RNNCellBase):
         training mode."""
         if not isinstance(cell, nn.RNNCell):
             raise TypeError(f"FusedRNNCell.from_cell expects a torch.nn.RNNCell, got {type(cell).__name__}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fused = cls(
-                cell.input_size,
-                cell.hidden_size,
-                bias=cell.bias,
-                nonlinearity=cell.nonlinearity,
-                device="meta",
-                dtype=cell.weight_ih.dtype,
-            )
-        for name, _ in list(fused.named_parameters()):
-            setattr(fused, name, getattr(cell, name))
-        fused.train(cell.training)
-        return fused
+        return adopt(cls, cell, [n for n, _ in cell.named_parameters()], cell.input_size,
+                     cell.hidden_size, bias=cell.bias, nonlinearity=cell.nonlinearity,
+                     dtype=cell.weight_ih.dtype)

@@ -12,8 +12,7 @@ wrap RNN, GRU, or LSTM"), and FusedRNN is meant to compile. Its forward is Torch
 (the same overloads as nn.RNN's); under torch.onnx.export it emits the standard ONNX RNN operator
 (rnnfused/onnx.py).
 """
-import warnings
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -22,14 +21,15 @@ from torch.nn.utils.rnn import PackedSequence
 from . import onnx as _onnx
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import cast_all
+from ._common import SeqModule, adopt, graph_break_for_packed_input
 from .cell import FusedRNNCell
+from .lstm import FusedLSTM, FusedLSTMCell
 
 __all__ = ["FusedRNN", "convert"]
 
 _rnn_op = torch.ops.rnnfused.rnn.default  # the op (csrc/host/): every layer, direction, dropout
 
-
-class FusedRNN(nn.RNNBase):
+class FusedRNN(SeqModule, nn.RNNBase):
     r"""A drop-in replacement for :class:`torch.nn.RNN` (Elman RNN, tanh or relu).
 
     Same constructor, parameter names (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
@@ -78,6 +78,8 @@ class FusedRNN(nn.RNNBase):
         is_batched = True
         batch_dim = 0 if self.batch_first else 1
         if isinstance(orig_input, PackedSequence):
+            if not torch.jit.is_scripting() and torch.compiler.is_dynamo_compiling():
+                graph_break_for_packed_input("FusedRNN", "nn.RNN")
             input, batch_sizes, sorted_indices, unsorted_indices = orig_input
             if hx is None:
                 hx = torch.zeros(
@@ -119,7 +121,7 @@ class FusedRNN(nn.RNNBase):
         relu = self.mode == "RNN_RELU"
         if not torch.jit.is_scripting():
             x, hx, weights = cast_all(x, hx, self._weights())
-            self._check_devices(x, hx, weights[0])
+            self._check_devices(x, weights[0], hx)
             if _onnx.in_dynamo_export():
                 output, hidden = _onnx.rnn_symbolic(self, x, hx, weights, batch_sizes)
             else:
@@ -143,36 +145,6 @@ class FusedRNN(nn.RNNBase):
             hidden = hidden.squeeze(1)
         return output, hidden
 
-    def _weights(self) -> List[Tensor]:
-        """The current weights in nn.RNN's order. nn.RNN's own _update_flat_weights() costs
-        microseconds a call (weak references, getattr per name); this checks identity against
-        _parameters and rebuilds only when a weight was replaced or is computed (parametrize)."""
-        weights = self._flat_weights
-        params = self._parameters
-        for name, w in zip(self._flat_weights_names, weights):
-            if params.get(name) is not w:
-                self._init_flat_weights()
-                return self._flat_weights
-        return weights
-
-    def _check_devices(self, x: Tensor, hx: Tensor, w: Tensor) -> None:
-        if x.device != w.device:
-            raise RuntimeError(
-                f"Input and parameter tensors are not at the same device, found input tensor at "
-                f"{x.device} and parameter tensor at {w.device}"
-            )
-        if hx.device != x.device:
-            raise RuntimeError(
-                f"Input and hidden tensors are not at the same device, found input tensor at "
-                f"{x.device} and hidden tensor at {hx.device}"
-            )
-        if hx.dtype != x.dtype:
-            raise RuntimeError(f"Expected hidden state dtype {x.dtype} (the input's), got {hx.dtype}")
-
-    def flatten_parameters(self) -> None:
-        """A no-op kept for compatibility: code written for nn.RNN calls it to reset cuDNN's
-        weight layout, which rnnfused's kernels do not need (they read nn.RNN's layout as is)."""
-
     @classmethod
     def from_rnn(cls, rnn: nn.RNN) -> "FusedRNN":
         """A FusedRNN computing what `rnn` computes, sharing its Parameter objects (so an
@@ -180,38 +152,28 @@ class FusedRNN(nn.RNNBase):
         training mode."""
         if not isinstance(rnn, nn.RNNBase) or rnn.mode not in ("RNN_TANH", "RNN_RELU"):
             raise TypeError(f"FusedRNN.from_rnn expects a torch.nn.RNN, got {type(rnn).__name__}")
-        w = rnn.weight_ih_l0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # nn.RNN already warned about its own arguments
-            fused = cls(
-                rnn.input_size,
-                rnn.hidden_size,
-                num_layers=rnn.num_layers,
-                nonlinearity="relu" if rnn.mode == "RNN_RELU" else "tanh",
-                bias=rnn.bias,
-                batch_first=rnn.batch_first,
-                dropout=rnn.dropout,
-                bidirectional=rnn.bidirectional,
-                device="meta",
-                dtype=w.dtype,
-            )
-        for name in rnn._flat_weights_names:
-            setattr(fused, name, getattr(rnn, name))
-        fused._init_flat_weights()  # refresh the weak references to the (replaced) meta weights
-        fused.train(rnn.training)
-        return fused
+        return adopt(
+            cls, rnn, rnn._flat_weights_names, rnn.input_size, rnn.hidden_size,
+            num_layers=rnn.num_layers, nonlinearity="relu" if rnn.mode == "RNN_RELU" else "tanh",
+            bias=rnn.bias, batch_first=rnn.batch_first, dropout=rnn.dropout,
+            bidirectional=rnn.bidirectional, dtype=rnn.weight_ih_l0.dtype,
+        )
 
 
 def convert(model: nn.Module) -> nn.Module:
-    """Replace every torch.nn.RNN and torch.nn.RNNCell inside `model` (in place) by a FusedRNN or
-    FusedRNNCell sharing its parameters. Returns the model; if `model` itself is one of them,
-    returns its replacement."""
+    """Replace every torch.nn.RNN, nn.RNNCell, nn.LSTM and nn.LSTMCell inside `model` (in place) by
+    a FusedRNN, FusedRNNCell, FusedLSTM or FusedLSTMCell sharing its parameters. Returns the model;
+    if `model` itself is one of them, returns its replacement."""
 
     def swap(m: nn.Module) -> Optional[nn.Module]:
         if isinstance(m, nn.RNN):
             return FusedRNN.from_rnn(m)
         if isinstance(m, nn.RNNCell):
             return FusedRNNCell.from_cell(m)
+        if isinstance(m, nn.LSTM):
+            return FusedLSTM.from_lstm(m)
+        if isinstance(m, nn.LSTMCell):
+            return FusedLSTMCell.from_cell(m)
         return None
 
     replaced = swap(model)

@@ -13,7 +13,8 @@ Three levels, each built from the one below, each with the arguments of the op i
 Under them, the generic forms ``cell_step``, ``layer`` and ``stack`` take the cell as a
 definition (``Cell``): how many gate blocks its weights stack, whether it carries a second state
 (LSTM's c), and its pointwise step from the two projections to the new state. Elman (tanh, relu)
-is the only cell today; another cell is one more definition here.
+LSTM and GRU are defined; another cell is one more definition here. The LSTM's projection
+(nn.LSTM's proj_size: h = h̃ W_hrᵀ) is a layer weight, applied after the pointwise step.
 
 Step by step, in the inputs' dtype (tests pass float64 for an exact answer); autograd through it
 gives the reference gradients.
@@ -25,8 +26,9 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["Cell", "RNN_TANH", "RNN_RELU", "CELLS", "elman", "cell_step", "layer", "stack",
-           "rnn_cell_ref", "rnn_layer_ref", "rnn_ref"]
+__all__ = ["Cell", "RNN_TANH", "RNN_RELU", "LSTM", "GRU", "CELLS", "elman", "cell_step", "layer", "stack",
+           "rnn_cell_ref", "rnn_layer_ref", "rnn_ref", "lstm_cell_ref", "lstm_layer_ref", "lstm_ref",
+           "gru_cell_ref", "gru_layer_ref", "gru_ref"]
 
 State = Tuple[Tensor, ...]  # (h,), or (h, c) for a cell with a second state
 
@@ -52,7 +54,32 @@ class Cell:
 # Elman: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh).
 RNN_TANH = Cell("RNN_TANH", gates=1, second_state=False, pointwise=lambda gi, gh, s: (torch.tanh(gi + gh),))
 RNN_RELU = Cell("RNN_RELU", gates=1, second_state=False, pointwise=lambda gi, gh, s: (torch.relu(gi + gh),))
-CELLS = {c.name: c for c in (RNN_TANH, RNN_RELU)}  # by nn.RNNBase's mode
+
+
+def _lstm_pointwise(gi: Tensor, gh: Tensor, s: State) -> State:
+    """LSTM: gates i, f, g, o (PyTorch's order) from z = gi + gh; c' = f c + i g, h' = o tanh(c')."""
+    i, f, g, o = (gi + gh).chunk(4, 1)
+    c = torch.sigmoid(f) * s[1] + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+LSTM = Cell("LSTM", gates=4, second_state=True, pointwise=_lstm_pointwise)
+
+
+def _gru_pointwise(gi: Tensor, gh: Tensor, s: State) -> State:
+    """GRU: gates r, z, n (PyTorch's order). r and z from the summed projections; the reset gate
+    scales the n block's recurrent projection, bias b_hn included, before the tanh (ONNX's
+    linear_before_reset = 1): n = tanh(gi_n + r (h W_hnᵀ + b_hn)); h' = (1 - z) n + z h."""
+    i_r, i_z, i_n = gi.chunk(3, 1)
+    h_r, h_z, h_n = gh.chunk(3, 1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return ((1 - z) * n + z * s[0],)
+
+
+GRU = Cell("GRU", gates=3, second_state=False, pointwise=_gru_pointwise)
+CELLS = {c.name: c for c in (RNN_TANH, RNN_RELU, LSTM, GRU)}  # by nn.RNNBase's mode
 
 
 def elman(relu: bool) -> Cell:
@@ -61,32 +88,39 @@ def elman(relu: bool) -> Cell:
 
 
 def cell_step(cell: Cell, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
-              b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None) -> State:
-    """One step of `cell` on x (B, I) from `state`: the new state."""
+              b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None,
+              w_hr: Optional[Tensor] = None) -> State:
+    """One step of `cell` on x (B, I) from `state`: the new state. w_hr (P, H): the projection
+    of the new h (nn.LSTM's proj_size > 0: h' = h̃ W_hrᵀ, so h is (B, P) and c (B, H))."""
     gi = x @ w_ih.t()
     if b_ih is not None:
         gi = gi + b_ih
     gh = state[0] @ w_hh.t()
     if b_hh is not None:
         gh = gh + b_hh
-    return cell.pointwise(gi, gh, state)
+    new = cell.pointwise(gi, gh, state)
+    if w_hr is not None:
+        new = (new[0] @ w_hr.t(),) + tuple(new[1:])
+    return new
 
 
 def layer(cell: Cell, x: Tensor, state0: State, w_ih: Tensor, w_hh: Tensor,
           b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None,
-          lengths: Optional[Tensor] = None, reverse: bool = False) -> Tuple[Tensor, State]:
-    """One layer, one direction of `cell` over x (T, B, I) from state0 (each (B, H)).
+          lengths: Optional[Tensor] = None, reverse: bool = False,
+          w_hr: Optional[Tensor] = None) -> Tuple[Tensor, State]:
+    """One layer, one direction of `cell` over x (T, B, I) from state0 (h (B, P), c (B, H); P = H
+    without a projection w_hr).
 
     Item b takes part in steps t < lengths[b] only (all T without lengths), walked from T - 1 down
     to 0 when reverse: past its length its output is zero and its state stays. Returns the
-    output (T, B, H) and the final state."""
+    output (T, B, P) and the final state."""
     T, B = x.shape[:2]
     H = w_hh.shape[1]
     lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu()
     state = tuple(state0)
     outs: List[Optional[Tensor]] = [None] * T
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
-        new = cell_step(cell, x[t], state, w_ih, w_hh, b_ih, b_hh)
+        new = cell_step(cell, x[t], state, w_ih, w_hh, b_ih, b_hh, w_hr)
         active = (t < lengths).to(x.device).unsqueeze(1)
         outs[t] = torch.where(active, new[0], torch.zeros_like(new[0]))
         state = tuple(torch.where(active, n, s) for n, s in zip(new, state))
@@ -102,16 +136,20 @@ def stack(cell: Cell, input: Tensor, state0: State, params: Sequence[Tensor],
     directions' outputs concatenated as the next layer's input.
 
     input: (T, B, I), or a PackedSequence's data (N, I) with its batch_sizes (then each item runs
-    for its own length and the output is packed the same way). state0: each (L * D, B, H).
-    params: nn.RNN's `_flat_weights` order (per layer, per direction: w_ih, w_hh[, b_ih, b_hh]).
+    for its own length and the output is packed the same way). state0: each (L * D, B, ·).
+    params: nn.RNN's / nn.LSTM's `_flat_weights` order (per layer, per direction: w_ih, w_hh[,
+    b_ih, b_hh][, w_hr]; w_hr, nn.LSTM's projection, counted from len(params)).
     dropout_noise: None, or one tensor per layer but the last, multiplying that layer's output
     before the next layer reads it, on the rows nn.RNN applies F.dropout to (the packed rows
     when packed): F.dropout's noise, 0 or 1 / (1 - p).
-    Returns the output ((T, B, D * H) or packed (N, D * H)) and the final state (each (L * D, B, H))."""
+    Returns the output ((T, B, D * P) or packed (N, D * P)) and the final state (each (L * D, B, ·))."""
     D = 2 if bidirectional else 1
     P = 4 if has_biases else 2
+    if cell.second_state and len(params) == num_layers * D * (P + 1):
+        P += 1  # w_hr last
     if len(params) != num_layers * D * P:
         raise ValueError(f"expected {num_layers * D * P} parameter tensors, got {len(params)}")
+    proj = P % 2 == 1
     if dropout_noise is not None and len(dropout_noise) != num_layers - 1:
         raise ValueError(f"expected {num_layers - 1} dropout noise tensors, got {len(dropout_noise)}")
     if batch_sizes is not None:
@@ -136,7 +174,8 @@ def stack(cell: Cell, input: Tensor, state0: State, params: Sequence[Tensor],
             k = l * D + d
             w = params[k * P:(k + 1) * P]
             out, state = layer(cell, x, tuple(s[k] for s in state0), w[0], w[1],
-                               *(w[2:] if has_biases else (None, None)), lengths=lengths, reverse=d == 1)
+                               *(w[2:4] if has_biases else (None, None)), lengths=lengths, reverse=d == 1,
+                               w_hr=w[-1] if proj else None)
             outs.append(out)
             finals.append(state)
         x = torch.cat(outs, 2)
@@ -144,6 +183,16 @@ def stack(cell: Cell, input: Tensor, state0: State, params: Sequence[Tensor],
             x = unpack(pack(x) * dropout_noise[l])
     n_states = len(state0)
     return pack(x), tuple(torch.stack([s[i] for s in finals]) for i in range(n_states))
+
+
+def _active_noise(name: str, dropout: float, train: bool, num_layers: int,
+                  dropout_noise: Optional[Sequence[Tensor]]) -> Optional[Sequence[Tensor]]:
+    """The noise a module reference applies: the given one where the op would draw noise (train,
+    dropout > 0, more than one layer; then it is required), else none."""
+    active = dropout > 0 and train and num_layers > 1
+    if active and dropout_noise is None:
+        raise ValueError(f"{name}: dropout is active: pass the noise it applies (dropout_noise)")
+    return dropout_noise if active else None
 
 
 def rnn_cell_ref(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
@@ -186,9 +235,91 @@ def rnn_ref(
     The op draws its dropout noise itself (as F.dropout does, when train and dropout > 0 and there
     is more than one layer); the reference is given it: `dropout_noise`, see `stack`. It is
     required exactly when the op would draw noise and ignored otherwise."""
-    active = dropout > 0 and train and num_layers > 1
-    if active and dropout_noise is None:
-        raise ValueError("rnn_ref: dropout is active: pass the noise it applies (dropout_noise)")
+    noise = _active_noise("rnn_ref", dropout, train, num_layers, dropout_noise)
     out, state = stack(elman(relu), input, (hx,), params, batch_sizes, has_biases, num_layers,
-                       bidirectional, dropout_noise if active else None)
+                       bidirectional, noise)
+    return out, state[0]
+
+
+def lstm_cell_ref(input: Tensor, hx: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor,
+                  b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Same arguments and results as rnnfused.ops.lstm_cell (nn.LSTMCell's forward): (h', c')."""
+    h, c = cell_step(LSTM, input, tuple(hx), w_ih, w_hh, b_ih, b_hh)
+    return h, c
+
+
+def lstm_layer_ref(
+    input: Tensor,
+    hx: Sequence[Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    w_hr: Optional[Tensor] = None,
+    lengths: Optional[Tensor] = None,
+    reverse: bool = False,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Same arguments and results as rnnfused.ops.lstm_layer: (output, h_n, c_n)."""
+    out, (h, c) = layer(LSTM, input, tuple(hx), w_ih, w_hh, b_ih, b_hh, lengths, reverse, w_hr)
+    return out, h, c
+
+
+def lstm_ref(
+    input: Tensor,
+    hx: Sequence[Tensor],
+    params: Sequence[Tensor],
+    batch_sizes: Optional[Tensor] = None,
+    has_biases: bool = True,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    train: bool = False,
+    dropout_noise: Optional[Sequence[Tensor]] = None,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Same arguments and results as rnnfused.ops.lstm (nn.LSTM's forward: (output, h_n, c_n)),
+    plus the dropout noise (see rnn_ref)."""
+    noise = _active_noise("lstm_ref", dropout, train, num_layers, dropout_noise)
+    out, (h, c) = stack(LSTM, input, tuple(hx), params, batch_sizes, has_biases, num_layers,
+                        bidirectional, noise)
+    return out, h, c
+
+
+def gru_cell_ref(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
+                 b_hh: Optional[Tensor] = None) -> Tensor:
+    """nn.GRUCell's forward: h' from input (B, I) and hx (B, H)."""
+    return cell_step(GRU, input, (hx,), w_ih, w_hh, b_ih, b_hh)[0]
+
+
+def gru_layer_ref(
+    input: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    lengths: Optional[Tensor] = None,
+    reverse: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """One GRU layer, one direction (as rnn_layer_ref): (output, h_n)."""
+    out, state = layer(GRU, input, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    return out, state[0]
+
+
+def gru_ref(
+    input: Tensor,
+    hx: Tensor,
+    params: Sequence[Tensor],
+    batch_sizes: Optional[Tensor] = None,
+    has_biases: bool = True,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    train: bool = False,
+    dropout_noise: Optional[Sequence[Tensor]] = None,
+) -> Tuple[Tensor, Tensor]:
+    """nn.GRU's forward (the arguments of rnn_ref without relu): (output, h_n), plus the dropout
+    noise (see rnn_ref)."""
+    noise = _active_noise("gru_ref", dropout, train, num_layers, dropout_noise)
+    out, state = stack(GRU, input, (hx,), params, batch_sizes, has_biases, num_layers, bidirectional,
+                       noise)
     return out, state[0]

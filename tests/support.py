@@ -28,7 +28,40 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 
 # The rnnfused twin of each torch.nn module.
-FUSED = {nn.RNN: rnnfused.FusedRNN, nn.RNNCell: rnnfused.FusedRNNCell}
+FUSED = {nn.RNN: rnnfused.FusedRNN, nn.RNNCell: rnnfused.FusedRNNCell, nn.LSTM: rnnfused.FusedLSTM,
+         nn.LSTMCell: rnnfused.FusedLSTMCell}
+
+# The cells the module tests run over, by id: (torch.nn module, its keyword arguments). Tests
+# parametrize over these (`@pytest.mark.parametrize("cell", CELLS)`) instead of copying files;
+# `cell_kw(cell, H)` gives the module and arguments for hidden size H.
+CELLS = ["tanh", "relu", "lstm", "lstm_proj"]
+
+
+def cell_kw(cell, hidden_size=None):
+    """(torch.nn module class, its cell-specific keyword arguments) for a cell id of CELLS. The
+    projection (proj_size) is hidden_size // 2 (at least 1; nn.LSTM needs it below hidden_size)."""
+    if cell in ("tanh", "relu"):
+        return nn.RNN, dict(nonlinearity=cell)
+    if cell == "lstm":
+        return nn.LSTM, {}
+    if cell == "lstm_proj":
+        assert hidden_size is not None and hidden_size >= 2, "proj_size needs hidden_size >= 2"
+        return nn.LSTM, dict(proj_size=max(1, hidden_size // 2))
+    raise ValueError(f"unknown cell {cell!r}")
+
+
+def random_state(module, batch, seed=None, dtype=None, unbatched=False):
+    """A random initial state for a torch.nn (or rnnfused) module: h0 (L*D, B, P), or for an LSTM
+    the pair (h0, c0) with c0 (L*D, B, H); without the batch dimension when unbatched."""
+    g = None if seed is None else torch.Generator().manual_seed(seed)
+    dtype = dtype or next(module.parameters()).dtype
+    D = 2 if module.bidirectional else 1
+    P = getattr(module, "proj_size", 0) or module.hidden_size
+    lead = (module.num_layers * D,) + (() if unbatched else (batch,))
+    h = torch.randn(*lead, P, generator=g, dtype=dtype)
+    if module.mode != "LSTM":
+        return h
+    return h, torch.randn(*lead, module.hidden_size, generator=g, dtype=dtype)
 
 
 def make_pair(*args, module=nn.RNN, dtype=torch.float32, device="cpu", seed=0, twin="share", **kw):
@@ -87,14 +120,18 @@ def _tensor(out):
 def to_float64(x):
     if isinstance(x, PackedSequence):
         return PackedSequence(x.data.double(), x.batch_sizes, x.sorted_indices, x.unsorted_indices)
+    if isinstance(x, tuple):  # an LSTM's (h, c)
+        return tuple(t.double() for t in x)
     return None if x is None else x.double()
 
 
 def run_fwd_bwd(module, x, h0=None, seed=1):
-    """Forward, then backward of a random projection of (output, h_n).
+    """Forward, then backward of a random projection of (output, final state).
 
-    Returns (output, h_n, grads) where grads = [d input, d h0 (if given), d param...] in the
-    module's parameter order. x may be a tensor or a PackedSequence."""
+    h0: h0, or for an LSTM (h0, c0), or None. Returns (output, h_n, grads) where h_n is the final
+    state (for an LSTM the pair (h_n, c_n) stacked: (2, ...) when h and c have one shape, else
+    h_n and c_n flattened and concatenated) and grads = [d input, d h0 (and d c0) if given,
+    d param...] in the module's parameter order. x may be a tensor or a PackedSequence."""
     x_leaf = _tensor(x).detach().clone().requires_grad_(True)
     if isinstance(x, PackedSequence):
         inp = PackedSequence(x_leaf, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
@@ -103,17 +140,29 @@ def run_fwd_bwd(module, x, h0=None, seed=1):
     leaves = [x_leaf]
     h = None
     if h0 is not None:
-        h = h0.detach().clone().requires_grad_(True)
-        leaves.append(h)
+        if isinstance(h0, tuple):
+            h = tuple(t.detach().clone().requires_grad_(True) for t in h0)
+            leaves += list(h)
+        else:
+            h = h0.detach().clone().requires_grad_(True)
+            leaves.append(h)
     out, hn = module(inp, h)
     out_t = _tensor(out)
+    states = list(hn) if isinstance(hn, tuple) else [hn]
     g = torch.Generator(device="cpu").manual_seed(seed)
     g_out = torch.randn(out_t.shape, generator=g, dtype=torch.float64).to(out_t)
-    g_hn = torch.randn(hn.shape, generator=g, dtype=torch.float64).to(hn)
-    loss = (out_t * g_out).sum() + (hn * g_hn).sum()
+    loss = (out_t * g_out).sum()
+    for s in states:
+        loss = loss + (s * torch.randn(s.shape, generator=g, dtype=torch.float64).to(s)).sum()
     params = list(module.parameters())
     grads = torch.autograd.grad(loss, leaves + params)
-    return out_t.detach(), hn.detach(), [gr.detach() for gr in grads]
+    if len(states) == 1:
+        state = states[0].detach()
+    elif states[0].shape == states[1].shape:
+        state = torch.stack([s.detach() for s in states])
+    else:
+        state = torch.cat([s.detach().flatten() for s in states])
+    return out_t.detach(), state, [gr.detach() for gr in grads]
 
 
 def run(model, x, h0, device, dtype, lengths=None, enforce_sorted=True, seed=123):

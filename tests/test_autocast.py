@@ -226,3 +226,38 @@ def test_cuda_autocast_dtype_and_accuracy(kw, dtype):
 @requires_cuda
 def test_cuda_compiled_under_autocast_equals_eager_autocast():
     _check_compiled_equals_eager_under_autocast("cuda", torch.float16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_cpu_autocast_lstm(dtype):
+    """FusedLSTM (with a projection) under CPU autocast computes in the autocast dtype, as
+    FusedRNN does (outputs in it, gradients in the leaves' float32), within the numerical rule:
+    against a float64 LSTM given the rounded input and weights (what autocast hands the kernels),
+    at most 2x nn.LSTM's own error in that dtype. nn.LSTM itself is no guide here: on this torch,
+    under CPU autocast it raises from oneDNN without a projection and returns float32 with one."""
+    lstm, fused = make_pair(12, 24, module=nn.LSTM, num_layers=2, proj_size=8)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20, 5, 12, generator=g)
+
+    def run(model, x, autocast):
+        for p in model.parameters():
+            p.grad = None
+        x = x.detach().clone().requires_grad_()
+        with torch.autocast("cpu", dtype=dtype, enabled=autocast):
+            out, (h, c) = model(x)
+        w = torch.Generator().manual_seed(7)
+        loss = sum((t.double() * torch.randn(t.shape, generator=w, dtype=torch.float64)).sum() for t in (out, h, c))
+        loss.backward()
+        return [out, h, c, x.grad] + [p.grad for p in model.parameters()]
+
+    ours = run(fused, x, True)
+    assert [t.dtype for t in ours[:3]] == [dtype] * 3
+    assert all(t.dtype == torch.float32 for t in ours[3:])
+    low = nn.LSTM(12, 24, num_layers=2, proj_size=8, dtype=dtype)  # nn.LSTM in the autocast dtype
+    low.load_state_dict(lstm.state_dict())
+    theirs = run(low, x.to(dtype), False)
+    ref = nn.LSTM(12, 24, num_layers=2, proj_size=8, dtype=torch.float64)
+    ref.load_state_dict({k: v.to(dtype).double() for k, v in lstm.state_dict().items()})
+    want = run(ref, x.to(dtype).double(), False)
+    names = ["output", "h_n", "c_n", "grad input"] + [f"grad {n}" for n, _ in lstm.named_parameters()]
+    check_errors([t.double() for t in ours], [t.double() for t in theirs], want, names, dtype)

@@ -1,5 +1,6 @@
-"""FusedRNNCell against nn.RNNCell, the fused cell op against a float64 reference, and FusedRNN
-with the step input mode against the hoisted one on the same inputs."""
+"""FusedRNNCell against nn.RNNCell and FusedLSTMCell against nn.LSTMCell, the cell ops against a
+float64 reference, and FusedRNN with the step input mode against the hoisted one on the same
+inputs."""
 import copy
 import io
 
@@ -9,37 +10,52 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 import rnnfused
-from rnnfused import FusedRNN, FusedRNNCell, ops
-from rnnfused.reference import rnn_cell_ref
+from rnnfused import FusedLSTMCell, FusedRNN, FusedRNNCell, ops
+from rnnfused.reference import lstm_cell_ref, rnn_cell_ref
 from support import assert_close_all, check_errors, make_pair, run_fwd_bwd
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _run(cell, x, hx, seed=1):
-    """(output, grads of x, hx (if given) and every parameter) for a random projection."""
+    """(outputs, grads of x, hx (if given: h, or an LSTM's (h, c)) and every parameter) for a
+    random projection of the outputs (h', or an LSTM's h' and c')."""
     x = x.detach().clone().requires_grad_()
     leaves = [x]
-    if hx is not None:
+    if isinstance(hx, tuple):
+        hx = tuple(t.detach().clone().requires_grad_() for t in hx)
+        leaves += list(hx)
+    elif hx is not None:
         hx = hx.detach().clone().requires_grad_()
         leaves.append(hx)
-    out = cell(x, hx)
+    outs = cell(x, hx)
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
     g = torch.Generator().manual_seed(seed)
-    w = torch.randn(out.shape, generator=g, dtype=torch.float64).to(out.dtype)
-    grads = torch.autograd.grad((out * w).sum(), leaves + list(cell.parameters()))
-    return [out.detach()] + [gr.detach() for gr in grads]
+    loss = sum((o * torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.dtype)).sum() for o in outs)
+    grads = torch.autograd.grad(loss, leaves + list(cell.parameters()))
+    return [o.detach() for o in outs] + [gr.detach() for gr in grads]
+
+
+# Cell ids: Elman (tanh, relu) and the LSTM; (nn module, keyword arguments).
+CELL_MODULES = {"tanh": (nn.RNNCell, dict(nonlinearity="tanh")), "relu": (nn.RNNCell, dict(nonlinearity="relu")),
+                "lstm": (nn.LSTMCell, dict())}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("cell", list(CELL_MODULES))
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("with_hx", [True, False])
-def test_matches_nn_rnncell(dtype, nonlinearity, bias, batched, with_hx, cpu_kernel):
-    ref, fused = make_pair(5, 7, module=nn.RNNCell, dtype=dtype, nonlinearity=nonlinearity, bias=bias)
+def test_matches_nn_rnncell(dtype, cell, bias, batched, with_hx, cpu_kernel):
+    module, kw = CELL_MODULES[cell]
+    ref, fused = make_pair(5, 7, module=module, dtype=dtype, bias=bias, **kw)
     g = torch.Generator().manual_seed(2)
     x = torch.randn((3, 5) if batched else (5,), generator=g, dtype=dtype)
-    hx = torch.randn((3, 7) if batched else (7,), generator=g, dtype=dtype) if with_hx else None
+    hx = None
+    if with_hx:
+        hx = torch.randn((3, 7) if batched else (7,), generator=g, dtype=dtype)
+        if cell == "lstm":
+            hx = (hx, torch.randn((3, 7) if batched else (7,), generator=g, dtype=dtype))
     got, want = _run(fused, x, hx), _run(ref, x, hx)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     assert len(got) == len(want)
@@ -62,6 +78,52 @@ def test_constructor_parameters_init_repr_like_nn_rnncell():
     assert FusedRNNCell(4, 6, True, "relu").nonlinearity == "relu"  # positional, as nn.RNNCell
     fused = FusedRNNCell(4, 6, device="cpu", dtype=torch.float64)
     assert fused.weight_ih.dtype == torch.float64
+
+
+def test_lstm_cell_constructor_parameters_init_repr_state_dict():
+    for kw in [dict(), dict(bias=False)]:
+        torch.manual_seed(3)
+        ref = nn.LSTMCell(4, 6, **kw)
+        torch.manual_seed(3)
+        fused = FusedLSTMCell(4, 6, **kw)
+        assert [n for n, _ in fused.named_parameters()] == [n for n, _ in ref.named_parameters()]
+        for (n, a), (_, b) in zip(fused.named_parameters(), ref.named_parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=n)  # same init, same random stream
+        assert repr(fused) == repr(ref).replace("LSTMCell", "FusedLSTMCell")
+        back = nn.LSTMCell(4, 6, **kw)
+        back.load_state_dict(FusedLSTMCell(4, 6, **kw).state_dict())
+        fused.load_state_dict(back.state_dict())
+        x = torch.randn(2, 4)
+        for a, b in zip(fused(x), back(x)):
+            torch.testing.assert_close(a, b)
+    assert FusedLSTMCell(4, 6, False).bias is False  # positional, as nn.LSTMCell
+    assert FusedLSTMCell(4, 6, device="cpu", dtype=torch.float64).weight_ih.dtype == torch.float64
+    with pytest.raises(TypeError):
+        FusedLSTMCell.from_cell(nn.RNNCell(2, 3))
+
+
+@pytest.mark.parametrize(
+    "x_shape, h_shape, c_shape",
+    [((3, 11), (3, 7), (3, 7)), ((3, 5), (3, 8), (3, 7)), ((3, 5), (3, 7), (3, 8)), ((3, 5), (4, 7), (4, 7)),
+     ((3, 5), (3, 7), (2, 7)), ((3, 5), (3, 1, 1, 7), (3, 7)), ((3, 5), (3, 7), (3, 1, 7)), ((1, 3, 5), None, None)],
+)
+def test_bad_inputs_raise_like_nn_lstmcell(x_shape, h_shape, c_shape):
+    """The same exception, message included, as nn.LSTMCell."""
+    ref, fused = make_pair(5, 7, module=nn.LSTMCell, dtype=torch.float64)
+    x = torch.randn(x_shape, dtype=torch.float64)
+    hx = None if h_shape is None else (torch.randn(h_shape, dtype=torch.float64),
+                                       torch.randn(c_shape, dtype=torch.float64))
+
+    def raised(m):
+        try:
+            m(x, hx)
+        except Exception as e:  # noqa: BLE001 - what nn.LSTMCell raises, whatever it is
+            return type(e), str(e).split("\n")[0]
+        return None
+
+    want = raised(ref)
+    assert want is not None
+    assert raised(fused) == want
 
 
 def test_state_dict_both_ways():
@@ -118,13 +180,56 @@ def test_unknown_nonlinearity_raises_at_forward_like_nn_rnncell():
             m(torch.randn(1, 2))
 
 
-def test_dtype_mismatch_raises_runtime_error_like_nn_rnncell():
+def _error(fn):
+    with pytest.raises(Exception) as e:
+        fn()
+    return type(e.value), str(e.value).splitlines()[0]
+
+
+F32, F64 = torch.float32, torch.float64
+
+
+@pytest.mark.parametrize("weights, x_dtype, hx_dtype, batched", [
+    (F32, F64, None, True),               # input in another dtype than the module
+    (F32, F64, F64, True),
+    (F32, F32, F64, True),                # hx alone
+    (F32, torch.float16, None, True),
+    (F32, torch.bfloat16, F32, True),
+    (F32, torch.int64, None, True),       # an integer input
+    (F64, F32, None, True),               # a float64 module, float32 input
+    (F64, F64, F32, True),
+    (F32, F64, None, False),              # unbatched
+    (F32, F32, F64, False),
+])
+def test_dtype_mismatch_raises_nn_rnncells_error(weights, x_dtype, hx_dtype, batched):
+    """The same exception and message as nn.RNNCell ("mat1 and mat2 must have the same dtype, but
+    got Double and Float"): input against weight_ih first, then hx against weight_hh."""
+    ref, fused = make_pair(5, 7, module=nn.RNNCell, dtype=weights)
+    x = torch.randn((3, 5) if batched else (5,), dtype=F64).to(x_dtype)
+    hx = None if hx_dtype is None else torch.randn((3, 7) if batched else (7,), dtype=hx_dtype)
+    want = _error(lambda: ref(x, hx))
+    assert want[0] is RuntimeError and "must have the same dtype" in want[1], want
+    assert _error(lambda: fused(x, hx)) == want
+
+
+@pytest.mark.parametrize("x_shape, hx_shape", [((3, 4), None), ((3, 5), (3, 6)), ((3, 5), (2, 7))])
+def test_wrong_shape_and_dtype_raise_the_shape_error_first(x_shape, hx_shape):
+    """nn.RNNCell checks shapes before dtypes: the same error comes first here."""
     ref, fused = make_pair(5, 7, module=nn.RNNCell)
-    x = torch.randn(2, 5, dtype=torch.float64)
-    with pytest.raises(RuntimeError):
-        ref(x)
-    with pytest.raises(RuntimeError, match="dtype"):
-        fused(x)
+    x = torch.randn(x_shape, dtype=F64)
+    hx = None if hx_shape is None else torch.randn(hx_shape, dtype=F64)
+    want = _error(lambda: ref(x, hx))
+    assert "dtype" not in want[1], want
+    assert _error(lambda: fused(x, hx)) == want
+
+
+def test_dtype_mismatch_without_bias_names_both_dtypes():
+    """Without bias nn.RNNCell's matmul words it in C++ type names ("expected m1 and m2 to have the
+    same dtype, but got: double != float"); FusedRNNCell says it as with a bias, in ATen's names."""
+    ref, fused = make_pair(5, 7, module=nn.RNNCell, bias=False)
+    x = torch.randn(3, 5, dtype=F64)
+    assert _error(lambda: ref(x))[0] is RuntimeError
+    assert _error(lambda: fused(x)) == (RuntimeError, "mat1 and mat2 must have the same dtype, but got Double and Float")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from torch._dynamo.utils import counters
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnfused
-from support import make_pair, requires_cuda
+from support import cell_kw, make_pair, random_state, requires_cuda
+from rnnfused._common import packed_under_compile
 from rnnfused import FusedRNN
 
 
@@ -34,18 +35,21 @@ def _fwd_bwd(model, x, hx=None, mark_dynamic=False):
     for p in model.parameters():
         p.grad = None
     x = x.detach().clone().requires_grad_()
-    hx = None if hx is None else hx.detach().clone().requires_grad_()
+    states = [] if hx is None else [t.detach().clone().requires_grad_() for t in
+                                    (hx if isinstance(hx, tuple) else (hx,))]
     if mark_dynamic:
         torch._dynamo.mark_dynamic(x, 0)
         torch._dynamo.mark_dynamic(x, 1)
-        if hx is not None:
-            torch._dynamo.mark_dynamic(hx, 1)
+        for t in states:
+            torch._dynamo.mark_dynamic(t, 1)
+    hx = None if hx is None else (tuple(states) if isinstance(hx, tuple) else states[0])
     out, h_n = model(x, hx)
+    h_n = torch.cat([t.flatten() for t in h_n]) if isinstance(h_n, tuple) else h_n  # an LSTM's (h, c)
     g = torch.Generator().manual_seed(123)
     w_out = torch.randn(out.shape, generator=g, dtype=out.dtype).to(out.device)
     w_h = torch.randn(h_n.shape, generator=g, dtype=h_n.dtype).to(h_n.device)
     ((out * w_out).sum() + (h_n * w_h).sum()).backward()
-    grads = [x.grad] + ([] if hx is None else [hx.grad]) + [p.grad.clone() for p in model.parameters()]
+    grads = [x.grad] + [t.grad for t in states] + [p.grad.clone() for p in model.parameters()]
     return out.detach(), h_n.detach(), grads
 
 
@@ -78,14 +82,16 @@ def test_nn_rnn_breaks_the_graph_but_fused_rnn_does_not():
         (dict(), False),
         (dict(num_layers=2, bidirectional=True, nonlinearity="relu"), True),
         (dict(batch_first=True, bias=False, num_layers=2), True),
+        (dict(module=nn.LSTM), False),
+        (dict(module=nn.LSTM, num_layers=2, bidirectional=True, proj_size=3), True),
     ],
-    ids=["plain", "2layer-bidir-relu-hx", "batch_first-nobias-hx"],
+    ids=["plain", "2layer-bidir-relu-hx", "batch_first-nobias-hx", "lstm", "lstm-2layer-bidir-proj-hx"],
 )
 def test_fullgraph_forward_backward_matches_eager(kw, with_hx):
     rnn, fused = make_pair(5, 7, **kw)
     T, B = 6, 3
     x = torch.randn((B, T, 5) if fused.batch_first else (T, B, 5))
-    hx = torch.randn(fused.num_layers * (2 if fused.bidirectional else 1), B, 7) if with_hx else None
+    hx = random_state(fused, B) if with_hx else None
     compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
     got = _fwd_bwd(compiled, x, hx)
     _assert_same(got, _fwd_bwd(fused, x, hx))
@@ -124,6 +130,24 @@ def test_dynamic_true_no_recompile_across_batch_and_length():
     _shapes_without_recompile(compiled, fused, SHAPES)
     assert counters["stats"]["unique_graphs"] == 1
     assert len(counters["recompiles"]) == 0
+
+
+def test_lstm_dynamic_true_no_recompile_and_export():
+    """FusedLSTM (with a projection) under dynamic shapes: one graph across batch sizes and
+    lengths; torch.export holds one rnnfused.lstm op and matches eager."""
+    _, fused = make_pair(5, 7, module=nn.LSTM, num_layers=2, proj_size=4)
+    compiled = torch.compile(fused, fullgraph=True, dynamic=True, backend="aot_eager")
+    for T, B in SHAPES:
+        x = torch.randn(T, B, 5)
+        st = random_state(fused, B, seed=T)
+        _assert_same(_fwd_bwd(compiled, x, st), _fwd_bwd(fused, x, st))
+    assert counters["stats"]["unique_graphs"] == 1
+    assert len(counters["recompiles"]) == 0
+    x = torch.randn(6, 3, 5)
+    ep = torch.export.export(fused, (x,))
+    assert sum(n.target == torch.ops.rnnfused.lstm.default for n in ep.graph.nodes) == 1
+    for a, b in zip(torch.utils._pytree.tree_leaves(ep.module()(x)), torch.utils._pytree.tree_leaves(fused(x))):
+        torch.testing.assert_close(a, b)
 
 
 def test_mark_dynamic_no_recompile_across_batch_and_length():
@@ -166,6 +190,22 @@ def test_packed_sequence_compiles_with_a_graph_break():
     ref_out, ref_h = rnn(pack_padded_sequence(x, lengths))
     torch.testing.assert_close(pad_packed_sequence(out)[0], pad_packed_sequence(ref_out)[0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "lstm"])
+def test_packed_sequence_under_fullgraph_says_what_to_do(cell):
+    """fullgraph=True cannot hold a packed input (its batch sizes are data): the error says so and
+    what to do (pad instead of pack, or compile without fullgraph), instead of Dynamo's bare
+    "Could not guard on data-dependent expression"."""
+    module, kw = cell_kw(cell)
+    _, fused = make_pair(5, 7, module=module, **kw)
+    packed = pack_padded_sequence(torch.randn(6, 3, 5), torch.tensor([6, 4, 2]))
+    with pytest.raises(torch._dynamo.exc.Unsupported) as e:
+        torch.compile(fused, fullgraph=True, backend="aot_eager")(packed)
+    msg = str(e.value)
+    assert packed_under_compile(type(fused).__name__, "nn." + module.__name__) in msg, msg
+    assert "pass a padded tensor" in msg and "without fullgraph=True" in msg
+    assert "data-dependent" not in msg
 
 
 @pytest.mark.slow

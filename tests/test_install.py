@@ -239,3 +239,32 @@ def test_import_without_numpy_prints_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "OK"
     assert "NumPy" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------------------- README and CI
+ROOT = PKG.parent if (PKG.parent / "README.md").exists() else Path(__file__).resolve().parents[1]
+
+
+def _readme_quickstart_commands():
+    """The command lines of README.md's Quickstart code blocks (comments stripped)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    blocks = section.split("```")[1::2]
+    return [line.split("  #")[0].strip() for b in blocks for line in b.strip().splitlines()]
+
+
+def test_readme_quickstart_is_two_commands_with_one_install_and_ci_runs_the_test_one():
+    """README's quickstart: two commands, each installing the same thing (so the second finds it
+    built) then running the benchmark, resp. the full test suite; .ci/run runs that test command
+    verbatim (and fails if its install recompiled anything)."""
+    commands = [c for c in _readme_quickstart_commands() if c.startswith("pip install")]
+    assert len(commands) == 2, commands
+    bench, tests = commands
+    install = " && ".join(tests.split(" && ")[:2])
+    assert bench.startswith(install + " && ") and '".[bench,test]"' in install, (bench, tests)
+    assert bench.endswith("python bench/bench_rnn.py"), bench
+    assert tests == install + " && python -m pytest tests -q", tests
+    assert 'python -m pytest tests -q -m "not slow and not emulated"' in _readme_quickstart_commands()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert tests in ci.splitlines()
+    assert "-newer .ci-mark" in ci

@@ -252,3 +252,195 @@ def test_rnn_op_rejects_bad_arguments():
         ops.rnn(x, hx, [params[0][:, :2]] + params[1:], None, *rest)
     with pytest.raises(RuntimeError, match="hx"):
         ops.rnn(x, hx[:, :2], params, None, *rest)
+
+
+# ------------------------------------------------------------------------------------------------
+# The LSTM ops: rnnfused::lstm_layer, lstm_cell, lstm (nn.LSTM's forward), against
+# rnnfused.reference and through opcheck / gradcheck (float64, small).
+
+
+def lstm_layer_args(T=4, B=3, I=3, H=4, P=None, bias=True, lengths=None, reverse=False, requires_grad=True):
+    """Arguments of ops.lstm_layer; P: the projection's size (w_hr (P, H)), None for none."""
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).mul_(0.5).requires_grad_(requires_grad)
+
+    Q = P or H
+    return (r(T, B, I), [r(B, Q), r(B, H)], r(4 * H, I), r(4 * H, Q), r(4 * H) if bias else None,
+            r(4 * H) if bias else None, r(Q, H) if P else None, lengths, reverse)
+
+
+LSTM_CASES = [
+    dict(),
+    dict(P=2),
+    dict(reverse=True, P=3),
+    dict(bias=False),
+    dict(lengths=torch.tensor([4, 2, 0])),
+    dict(lengths=torch.tensor([1, 4, 3]), reverse=True, P=2),
+    dict(lengths=torch.tensor([3, 3, 1]), reverse=True, bias=False),
+]
+
+
+def _ids(c):
+    return ",".join(f"{k}" for k in c) or "plain"
+
+
+def _lstm_tensors(args):
+    x, hx, w_ih, w_hh, b_ih, b_hh, w_hr = args[:7]
+    return [t for t in [x, *hx, w_ih, w_hh, b_ih, b_hh, w_hr] if t is not None]
+
+
+@pytest.mark.parametrize("case", LSTM_CASES, ids=_ids)
+def test_lstm_layer_matches_reference(case):
+    """lstm_layer against rnnfused.reference.lstm_layer_ref: outputs, h_n, c_n and every gradient
+    (lengths 0 and unsorted, reverse, projection)."""
+    from rnnfused.reference import lstm_layer_ref
+
+    args = lstm_layer_args(**case)
+    tensors = _lstm_tensors(args)
+    got = ops.lstm_layer(*args)
+    want = lstm_layer_ref(*args)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    up = [torch.randn(w.shape, generator=torch.Generator().manual_seed(3), dtype=w.dtype) for w in want]
+    for g, w in zip(torch.autograd.grad(got, tensors, up), torch.autograd.grad(want, tensors, up)):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", LSTM_CASES[:3] + LSTM_CASES[5:6], ids=_ids)
+def test_lstm_layer_opcheck_and_gradcheck(case):
+    args = lstm_layer_args(T=4, B=3, I=2, H=3, **case)
+    torch.library.opcheck(torch.ops.rnnfused.lstm_layer.default, args)
+    n = len(_lstm_tensors(args))
+
+    def f(*tensors):
+        it = iter(tensors)
+        x, h0, c0, w_ih, w_hh = (next(it) for _ in range(5))
+        b_ih = next(it) if args[4] is not None else None
+        b_hh = next(it) if args[5] is not None else None
+        w_hr = next(it) if args[6] is not None else None
+        return ops.lstm_layer(x, [h0, c0], w_ih, w_hh, b_ih, b_hh, w_hr, *args[7:])
+
+    tensors = _lstm_tensors(args)
+    assert len(tensors) == n
+    assert torch.autograd.gradcheck(f, tensors)
+    assert torch.autograd.gradgradcheck(f, tensors)
+
+
+@pytest.mark.parametrize("mask", [[True] * 5, [False, True, False, True, True], [True, False, False, False, False]])
+def test_lstm_layer_backward_opcheck_and_mask(mask):
+    args = lstm_layer_args(P=2, lengths=torch.tensor([4, 1, 3]), requires_grad=False)
+    x, hx = args[0], args[1]
+    out, hn, cn = ops.lstm_layer(*args)
+    bw = (torch.randn_like(out), torch.randn_like(hn), torch.randn_like(cn), *args, mask)
+    torch.library.opcheck(torch.ops.rnnfused.lstm_layer_backward.default, bw)
+    d = ops.lstm_layer_backward(*bw)
+    for got, wanted, like in zip([d[0], d[3], d[4], d[5], d[6]], mask, [x, args[2], args[3], args[4], args[6]]):
+        assert got.shape == (like.shape if wanted else (0,))
+    assert d[1].shape == hx[0].shape and d[2].shape == hx[1].shape
+
+
+def lstm_cell_args(B=3, I=4, H=5, bias=True, requires_grad=True):
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).mul_(0.5).requires_grad_(requires_grad)
+
+    return (r(B, I), [r(B, H), r(B, H)], r(4 * H, I), r(4 * H, H), r(4 * H) if bias else None,
+            r(4 * H) if bias else None)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_cell_op_reference_opcheck_gradcheck(bias):
+    from rnnfused.reference import lstm_cell_ref
+
+    args = lstm_cell_args(bias=bias)
+    got, want = ops.lstm_cell(*args), lstm_cell_ref(*args)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    torch.library.opcheck(torch.ops.rnnfused.lstm_cell.default, args)
+    tensors = [args[0], *args[1]] + [t for t in args[2:] if t is not None]
+
+    def f(x, h, c, w_ih, w_hh, *b):
+        return ops.lstm_cell(x, [h, c], w_ih, w_hh, *(b if b else (None, None)))
+
+    assert torch.autograd.gradcheck(f, tensors)
+    assert torch.autograd.gradgradcheck(f, tensors)
+    plain = lstm_cell_args(bias=bias, requires_grad=False)
+    torch.library.opcheck(torch.ops.rnnfused.lstm_cell_backward.default,
+                          (torch.randn(3, 5, dtype=torch.float64), None, *plain, [True, False, True, bias]))
+
+
+def lstm_args(L=2, D=2, bias=True, P=None, packed=False, dropout=0.0, train=False, requires_grad=True):
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).mul_(0.5).requires_grad_(requires_grad)
+
+    T, B, I, H = 4, 3, 3, 4
+    Q = P or H
+    params = []
+    for layer in range(L):
+        for _ in range(D):
+            params += [r(4 * H, I if layer == 0 else D * Q), r(4 * H, Q)]
+            params += [r(4 * H), r(4 * H)] if bias else []
+            params += [r(Q, H)] if P else []
+    batch_sizes = torch.tensor([3, 2, 2, 1]) if packed else None
+    x = r(int(batch_sizes.sum()), I) if packed else r(T, B, I)
+    return (x, [r(L * D, B, Q), r(L * D, B, H)], params, batch_sizes, bias, L, D == 2, dropout, train)
+
+
+LSTM_MODULE_CASES = [dict(), dict(L=1, D=1), dict(P=2, bias=False), dict(packed=True), dict(packed=True, D=1, L=3, P=3),
+                     dict(dropout=0.5)]
+
+
+@pytest.mark.parametrize("case", LSTM_MODULE_CASES + [dict(packed=True, L=3, dropout=0.4, train=True, P=2)],
+                         ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
+def test_lstm_op_matches_layer_by_layer_reference(case):
+    """rnnfused::lstm against rnnfused.reference.lstm_ref: outputs, h_n, c_n and every gradient;
+    with dropout, the reference is given the noise the op draws (as for rnn, above)."""
+    from rnnfused.reference import lstm_ref
+
+    args = lstm_args(**case)
+    x, hx, params, batch_sizes, bias, L, bidir, p, train = args
+    noise = None
+    if p > 0 and train:
+        rows = (x.shape[0],) if batch_sizes is not None else x.shape[:2]
+        torch.manual_seed(11)
+        noise = [torch.empty(*rows, (2 if bidir else 1) * hx[0].shape[2], dtype=x.dtype).bernoulli_(1 - p).div_(1 - p)
+                 for _ in range(L - 1)]
+    torch.manual_seed(11)
+    got = ops.lstm(*args)
+    want = lstm_ref(*args, dropout_noise=noise)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    leaves = [x, *hx] + params
+    up = [torch.randn(w.shape, generator=torch.Generator().manual_seed(3), dtype=w.dtype) for w in want]
+    for a, b in zip(torch.autograd.grad(got, leaves, up), torch.autograd.grad(want, leaves, up)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", LSTM_MODULE_CASES[:5], ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
+def test_opcheck_lstm_train_and_backward(case):
+    args = lstm_args(**case, requires_grad=False)
+    torch.library.opcheck(torch.ops.rnnfused.lstm.default, args)
+    torch.library.opcheck(torch.ops.rnnfused.lstm_train.default, args)
+    out, hn, cn, saved = torch.ops.rnnfused.lstm_train(*args)
+    x, hx, params = args[:3]
+    mask = [True, False, True] + [i % 3 != 1 for i in range(len(params))]
+    torch.library.opcheck(
+        torch.ops.rnnfused.lstm_backward.default,
+        (torch.randn_like(out), torch.randn_like(hn), None, x, hx, params, args[3], out, saved, *args[4:], mask),
+    )
+
+
+def test_gradgradcheck_lstm_module_op():
+    """Double backward of the module op (the composite, differentiated) in float64."""
+    args = lstm_args(L=2, D=2, P=2, packed=True)
+    x, hx, params = args[:3]
+
+    def f(x, h, c, *ps):
+        return ops.lstm(x, [h, c], list(ps), *args[3:])
+
+    assert torch.autograd.gradgradcheck(f, [x, *hx, *params])

@@ -1,8 +1,9 @@
 """PyTorch's own RNN tests (test/test_nn.py at 74f2fa66), replayed with FusedRNN / FusedRNNCell
-in place of nn.RNN / nn.RNNCell: every scenario runs on both and must end the same way (same
-numbers within the project's tolerance, or the same exception type and message).
+in place of nn.RNN / nn.RNNCell, and FusedLSTM / FusedLSTMCell in place of nn.LSTM / nn.LSTMCell
+(the tests parametrized by `cell`: "rnn" or "lstm"): every scenario runs on both and must end the
+same way (same numbers within the project's tolerance, or the same exception type and message).
 
-Only the RNN_TANH / RNN_RELU parts, on the CPU. Tests whose CUDA-only part is cuDNN-specific
+The RNN_TANH / RNN_RELU and LSTM parts, on the CPU. Tests whose CUDA-only part is cuDNN-specific
 (weight layout warnings, multi-GPU) are replayed through their CPU-meaningful behaviour (a weight
 not in one flat buffer, tied weights, weight norm) — the docstrings say which. Scenarios already
 covered elsewhere in tests/ are listed in README.md ("PyTorch's own RNN tests") instead of being
@@ -17,10 +18,25 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from rnnfused import FusedRNN, FusedRNNCell
-from support import make_pair
+from rnnfused import FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
+from support import make_pair, random_state
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
+
+
+CELLS = ["rnn", "lstm"]
+MODULE = {"rnn": nn.RNN, "lstm": nn.LSTM}
+CELL_MODULE = {"rnn": (nn.RNNCell, FusedRNNCell), "lstm": (nn.LSTMCell, FusedLSTMCell)}
+
+
+def _relu(cell):
+    """nonlinearity="relu" where the test_nn scenario asks for it (the Elman cell only)."""
+    return dict(nonlinearity="relu") if cell == "rnn" else {}
+
+
+def _flat(out):
+    """The tensors of a module's result: (output, h_n) or (output, (h_n, c_n))."""
+    return [out] if isinstance(out, torch.Tensor) else [t for o in out for t in _flat(o)]
 
 
 def _raises_same(fn_ref, fn_fused, error, match):
@@ -54,12 +70,18 @@ def test_proj_size_rejected_with_pytorch_message():
 
 # --- forward argument checks ---------------------------------------------------------------------
 
-def test_wrong_hidden_and_input_size_messages():
-    """mirrors test_nn.py::TestNN::test_cudnn_forward_exception (the nn.RNN entry; it runs on the
-    CPU too): a hidden state of the wrong size and an input of the wrong feature size raise
-    RuntimeError with PyTorch's messages."""
-    ref, fused = make_pair(10, 20, batch_first=True, dtype=torch.float32, twin="copy")
+@pytest.mark.parametrize("cell", CELLS)
+def test_wrong_hidden_and_input_size_messages(cell):
+    """mirrors test_nn.py::TestNN::test_cudnn_forward_exception (the nn.RNN and nn.LSTM entries;
+    it runs on the CPU too): a hidden state of the wrong size and an input of the wrong feature
+    size raise RuntimeError with PyTorch's messages."""
+    ref, fused = make_pair(10, 20, module=MODULE[cell], batch_first=True, dtype=torch.float32, twin="copy")
     bad_hidden = torch.zeros(1, 2, 19)
+    if cell == "lstm":  # a wrong h, then a wrong c
+        _raises_same(lambda: ref(torch.randn(2, 3, 10), (bad_hidden, torch.zeros(1, 2, 20))),
+                     lambda: fused(torch.randn(2, 3, 10), (bad_hidden, torch.zeros(1, 2, 20))),
+                     RuntimeError, "Expected hidden.*size.*got")
+        bad_hidden = (torch.zeros(1, 2, 20), bad_hidden)
     x_right, x_wrong = torch.randn(2, 3, 10), torch.randn(2, 3, 3)
     _raises_same(lambda: ref(x_right, bad_hidden), lambda: fused(x_right, bad_hidden),
                  RuntimeError, "Expected hidden.*size.*got")
@@ -67,27 +89,27 @@ def test_wrong_hidden_and_input_size_messages():
                  RuntimeError, re.escape("input.size(-1) must be equal to input_size"))
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_zero_length_sequence_message(bidirectional):
+def test_zero_length_sequence_message(bidirectional, cell):
     """mirrors test_nn.py::TestNN::test_error_RNN_seq_len_zero (its CPU iteration)"""
-    ref, fused = make_pair(5, 6, bidirectional=bidirectional, dtype=torch.float64, twin="copy")
+    ref, fused = make_pair(5, 6, module=MODULE[cell], bidirectional=bidirectional, dtype=torch.float64, twin="copy")
     x = torch.ones(0, 10, 5, dtype=torch.float64)
     _raises_same(lambda: ref(x), lambda: fused(x),
                  RuntimeError, "Expected sequence length to be larger than 0 in RNN")
 
 
-def test_zero_initial_hidden_equals_default():
-    """mirrors test_nn.py::TestNN::test_rnn_initial_hidden_state (the RNN mode)"""
-    ref, fused = make_pair(30, 20, 2, dtype=torch.float32, twin="copy")
+@pytest.mark.parametrize("cell", CELLS)
+def test_zero_initial_hidden_equals_default(cell):
+    """mirrors test_nn.py::TestNN::test_rnn_initial_hidden_state (the RNN and LSTM modes)"""
+    ref, fused = make_pair(30, 20, 2, module=MODULE[cell], dtype=torch.float32, twin="copy")
     x = torch.randn(10, 32, 30)
     h0 = torch.zeros(2, 32, 20)
-    out1, h1 = fused(x, h0)
-    out2, h2 = fused(x)
-    torch.testing.assert_close(out1, out2, rtol=0, atol=0)
-    torch.testing.assert_close(h1, h2, rtol=0, atol=0)
-    ref_out, ref_h = ref(x)
-    torch.testing.assert_close(out2, ref_out)
-    torch.testing.assert_close(h2, ref_h)
+    given = fused(x, (h0, h0) if cell == "lstm" else h0)
+    default = fused(x)
+    for a, b, want in zip(_flat(given), _flat(default), _flat(ref(x))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(b, want)
 
 
 # --- dropout ---------------------------------------------------------------------------------------
@@ -123,25 +145,27 @@ def test_dropout_between_layers_all_ones(p, train):
         assert hy[1, 0, 0].item() == val
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("p", [0, 0.1234])
 @pytest.mark.parametrize("train", [True, False])
-def test_dropout_state_and_save_load(p, train):
+def test_dropout_state_and_save_load(p, train, cell):
     """mirrors test_nn.py::TestNN::test_RNN_dropout_state (its CPU iteration): two calls, and a
     copy through torch.save/torch.load + flatten_parameters(), agree exactly unless dropout is
     active, in which case all three differ."""
-    ref, fused = make_pair(100, 100, 2, bias=False, dropout=p, nonlinearity="relu", twin="copy")
-    x, hx = torch.rand(1, 1, 100), torch.rand(2, 1, 100)
+    ref, fused = make_pair(100, 100, 2, module=MODULE[cell], bias=False, dropout=p, twin="copy", **_relu(cell))
+    x = torch.rand(1, 1, 100)
+    hx = (torch.rand(2, 1, 100), torch.rand(2, 1, 100)) if cell == "lstm" else torch.rand(2, 1, 100)
     for m in (ref, fused):
         m.train(train)
-        out1, hy1 = m(x, hx)
-        out2, hy2 = m(x, hx)
+        out1, hy1 = _flat(m(x, hx))[:2]
+        out2, hy2 = _flat(m(x, hx))[:2]
         buf = io.BytesIO()
         torch.save(m, buf)
         buf.seek(0)
         m2 = torch.load(buf, weights_only=False)
         assert type(m2) is type(m)
         m2.flatten_parameters()
-        out3, hy3 = m2(x, hx)
+        out3, hy3 = _flat(m2(x, hx))[:2]
         if p == 0 or not train:
             for a, b in [(out1, out2), (out1, out3), (hy1, hy2), (hy1, hy3)]:
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -152,19 +176,21 @@ def test_dropout_state_and_save_load(p, train):
         torch.testing.assert_close(fused(x, hx), ref(x, hx))
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("train", [True, False])
-def test_change_dropout_attribute_between_calls(train):
+def test_change_dropout_attribute_between_calls(train, cell):
     """mirrors test_nn.py::TestNN::test_RNN_change_dropout (its CPU iteration): assigning
     .dropout after construction takes effect at the next call."""
-    ref, fused = make_pair(100, 100, 2, dropout=0, nonlinearity="relu", dtype=torch.float64, twin="copy")
+    ref, fused = make_pair(100, 100, 2, module=MODULE[cell], dropout=0, dtype=torch.float64, twin="copy",
+                           **_relu(cell))
     x = torch.rand(3, 2, 100, dtype=torch.float64)
     for m in (ref, fused):
         m.train(train)
         prev = None
         for p in (0, 0.5, 0, 0.7, 0.2, 1, 0.2, 0):
             m.dropout = p
-            out1, hy1 = m(x)
-            out2, hy2 = m(x)
+            out1, hy1 = _flat(m(x))[:2]
+            out2, hy2 = _flat(m(x))[:2]
             if p in (0, 1) or not train:
                 torch.testing.assert_close(out1, out2, rtol=0, atol=0)
                 torch.testing.assert_close(hy1, hy2, rtol=0, atol=0)
@@ -186,12 +212,13 @@ def test_change_dropout_attribute_between_calls(train):
 # --- weights that are not plain Parameters ------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:.*torch.nn.utils.weight_norm. is deprecated:FutureWarning")
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("name", ["weight_ih_l0", "weight_hh_l0", "weight_hh_l1_reverse"])
-def test_weight_norm_flat_weights_and_removal(name):
-    """mirrors test_nn.py::TestNN::test_rnn_weight_norm (written for LSTM; replayed on RNN):
+def test_weight_norm_flat_weights_and_removal(name, cell):
+    """mirrors test_nn.py::TestNN::test_rnn_weight_norm (written for LSTM; replayed on RNN too):
     weight_norm turns one entry of _flat_weights into a computed tensor, remove_weight_norm
     restores the Parameter under its name and drops the _g/_v pieces."""
-    ref, fused = make_pair(8, 8, 2, bidirectional=True, dtype=torch.float64, twin="copy")
+    ref, fused = make_pair(8, 8, 2, module=MODULE[cell], bidirectional=True, dtype=torch.float64, twin="copy")
     n = len(ref._flat_weights)
     for m in (ref, fused):
         m = torch.nn.utils.weight_norm(m, name=name)
@@ -329,11 +356,12 @@ def test_tied_weights_train_step_like_nn_rnn():
     torch.testing.assert_close(fused.bias_ih_l0, ref.bias_ih_l0)
 
 
-def test_weight_deleted_then_module_converted_then_restored():
+@pytest.mark.parametrize("cell", CELLS)
+def test_weight_deleted_then_module_converted_then_restored(cell):
     """mirrors test_nn.py::TestNN::test_partial_flat_weights (written for LSTM + .cuda(); here
-    RNN + a dtype move): a module missing one weight can still be moved, and runs again once the
+    with a dtype move): a module missing one weight can still be moved, and runs again once the
     weight is put back."""
-    ref, fused = make_pair(10, 6, 2, dtype=torch.float32, twin="copy")
+    ref, fused = make_pair(10, 6, 2, module=MODULE[cell], dtype=torch.float32, twin="copy")
     x = torch.randn(3, 2, 10)
     expected = ref(x)[0]
     for m in (ref, fused):
@@ -347,10 +375,11 @@ def test_weight_deleted_then_module_converted_then_restored():
     torch.testing.assert_close(fused(x.double()), ref(x.double()))
 
 
-def test_backward_twice_with_retain_graph():
-    """mirrors test_nn.py::TestNNDeviceType::test_rnn_retain_variables (the RNN mode, CPU,
-    float64): one forward, two backward passes with retain_graph give the same gradients."""
-    ref, fused = make_pair(10, 20, num_layers=2, dtype=torch.float64, twin="copy")
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_twice_with_retain_graph(cell):
+    """mirrors test_nn.py::TestNNDeviceType::test_rnn_retain_variables (the RNN and LSTM modes,
+    CPU, float64): one forward, two backward passes with retain_graph give the same gradients."""
+    ref, fused = make_pair(10, 20, module=MODULE[cell], num_layers=2, dtype=torch.float64, twin="copy")
     x = torch.randn(5, 6, 10, dtype=torch.float64, requires_grad=True)
     per_module = []
     for m in (ref, fused):
@@ -359,7 +388,7 @@ def test_backward_twice_with_retain_graph():
         for _ in range(2):
             x.grad = None
             m.zero_grad()
-            (out[0].sum() + out[1].sum()).backward(retain_graph=True)
+            sum(t.sum() for t in _flat(out)).backward(retain_graph=True)
             grads.append([x.grad.clone()] + [p.grad.clone() for p in m.parameters()])
         for a, b in zip(*grads):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -370,23 +399,26 @@ def test_backward_twice_with_retain_graph():
 
 # --- RNNCell ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_cell_six_steps_and_backward(bias):
-    """mirrors test_nn.py::TestNN::test_RNN_cell (the RNNCell entry): six steps on the cell's own
-    output, then backward; same numbers as nn.RNNCell."""
+def test_cell_six_steps_and_backward(bias, cell):
+    """mirrors test_nn.py::TestNN::test_RNN_cell and test_LSTM_cell: six steps on the cell's own
+    output, then backward; same numbers as nn.RNNCell / nn.LSTMCell."""
     torch.manual_seed(0)
-    ref = nn.RNNCell(10, 20, bias=bias, dtype=torch.float64)
-    fused = FusedRNNCell.from_cell(copy.deepcopy(ref))
+    nn_cls, fused_cls = CELL_MODULE[cell]
+    ref = nn_cls(10, 20, bias=bias, dtype=torch.float64)
+    fused = fused_cls.from_cell(copy.deepcopy(ref))
     x = torch.randn(3, 10, dtype=torch.float64)
     h0 = torch.randn(3, 20, dtype=torch.float64)
     results = []
-    for cell in (ref, fused):
+    for m in (ref, fused):
         hx = h0.clone().requires_grad_()
-        h = hx
+        h = (hx, hx) if cell == "lstm" else hx
         for _ in range(6):
-            h = cell(x, h)
-        grads = torch.autograd.grad(h.sum(), [hx] + list(cell.parameters()))
-        results.append((h.detach(), grads))
+            h = m(x, h)
+        total = sum(t.sum() for t in _flat(h))
+        grads = torch.autograd.grad(total, [hx] + list(m.parameters()))
+        results.append((torch.cat(_flat(h)).detach(), grads))
     torch.testing.assert_close(results[1][0], results[0][0])
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(b, a)
@@ -400,10 +432,11 @@ def test_cell_zero_hidden_size(nonlinearity):
         assert cls(10, 0, nonlinearity=nonlinearity)(x, hx).shape == torch.Size([3, 0])
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("case", ["hx batch 1", "hx hidden 1", "input features 1"])
-def test_cell_does_not_broadcast(case):
-    """mirrors test_nn.py::TestNN::test_RNN_cell_no_broadcasting (the RNNCell entry): sizes of 1
-    that broadcasting would accept are errors."""
+def test_cell_does_not_broadcast(case, cell):
+    """mirrors test_nn.py::TestNN::test_RNN_cell_no_broadcasting (the RNNCell and LSTMCell
+    entries): sizes of 1 that broadcasting would accept are errors."""
     x, hx = torch.randn(3, 10), torch.randn(3, 20)
     if case == "hx batch 1":
         hx = torch.randn(1, 20)
@@ -412,9 +445,34 @@ def test_cell_does_not_broadcast(case):
     else:
         x = torch.randn(3, 1)
     torch.manual_seed(0)
-    ref = nn.RNNCell(10, 20)
-    fused = FusedRNNCell.from_cell(copy.deepcopy(ref))
+    nn_cls, fused_cls = CELL_MODULE[cell]
+    ref = nn_cls(10, 20)
+    fused = fused_cls.from_cell(copy.deepcopy(ref))
+    if cell == "lstm":
+        hx = (hx, torch.randn(3, 20))
     with pytest.raises(RuntimeError):
         ref(x, hx)
     with pytest.raises(RuntimeError):
         fused(x, hx)
+
+
+# --- LSTM only --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_proj_shapes_and_values(bidirectional):
+    """mirrors test_nn.py::TestNN::test_lstm_proj (its CPU part): with proj_size the output, h_n
+    and weight_hr have the projected size, c_n the hidden size; the numbers are nn.LSTM's."""
+    ref, fused = make_pair(2, 3, 4, module=nn.LSTM, proj_size=2, bidirectional=bidirectional,
+                           dtype=torch.float64, twin="copy")
+    D = 2 if bidirectional else 1
+    x = torch.randn(5, 6, 2, dtype=torch.float64)
+    state = random_state(ref, 6, seed=1)
+    out, (h, c) = fused(x, state)
+    assert out.shape == (5, 6, 2 * D) and h.shape == (4 * D, 6, 2) and c.shape == (4 * D, 6, 3)
+    assert fused.weight_hr_l0.shape == (2, 3)
+    for a, b in zip(_flat((out, (h, c))), _flat(ref(x, state))):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
+        FusedLSTM(2, 3, proj_size=3)
+    with pytest.raises(ValueError, match="proj_size should be a positive integer or zero to disable projections"):
+        FusedLSTM(2, 3, proj_size=-1)

@@ -1,5 +1,5 @@
-"""PyTorch's own module tests for nn.RNN and nn.RNNCell, run on FusedRNN / FusedRNNCell side by
-side with the originals.
+"""PyTorch's own module tests for nn.RNN, nn.RNNCell, nn.LSTM and nn.LSTMCell, run on FusedRNN,
+FusedRNNCell, FusedLSTM and FusedLSTMCell side by side with the originals.
 
 The samples come from the ModuleInfo database the torch wheel ships
 (torch.testing._internal.common_modules.module_db: each entry's module_inputs_func and
@@ -20,13 +20,13 @@ from torch.nn.utils.rnn import PackedSequence
 pytest.importorskip("expecttest")  # torch.testing._internal needs it
 from torch.testing._internal.common_modules import ModuleErrorEnum, module_db  # noqa: E402
 
-from rnnfused import FusedRNN, FusedRNNCell  # noqa: E402
+from rnnfused import FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
-FUSED = {nn.RNN: FusedRNN, nn.RNNCell: FusedRNNCell}
+FUSED = {nn.RNN: FusedRNN, nn.RNNCell: FusedRNNCell, nn.LSTM: FusedLSTM, nn.LSTMCell: FusedLSTMCell}
 INFOS = [info for info in module_db if info.module_cls in FUSED]
-assert {info.module_cls for info in INFOS} == set(FUSED), "module_db lost its RNN / RNNCell entries"
+assert {info.module_cls for info in INFOS} == set(FUSED), "module_db lost an RNN / LSTM entry"
 
 
 def _id(info):
@@ -36,7 +36,7 @@ def _id(info):
 def _samples(info, dtype, requires_grad=False, training=False):
     samples = list(info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=requires_grad,
                                            training=training))
-    if info.module_cls is nn.RNN:  # also the PackedSequence samples the function can make
+    if info.module_cls in (nn.RNN, nn.GRU):  # also the PackedSequence samples their function can make (not nn.LSTM's)
         fn = info.module_inputs_func
         extra = fn.func(info, "cpu", dtype, requires_grad, training, with_packed_sequence=True, **fn.keywords)
         samples += [s for s in extra if isinstance(s.forward_input.args[0], PackedSequence)]
@@ -61,6 +61,8 @@ def _clone_input(a):
                               a.sorted_indices, a.unsorted_indices)
     if isinstance(a, torch.Tensor):
         return a.detach().clone().requires_grad_(a.requires_grad)
+    if isinstance(a, tuple):  # nn.LSTM's (h_0, c_0)
+        return tuple(_clone_input(t) for t in a)
     return a
 
 
@@ -144,7 +146,7 @@ def _grad_function(module, sample):
     return f, leaves + [p.detach().clone().requires_grad_() for p in module.parameters()]
 
 
-@pytest.mark.parametrize("info", [pytest.param(i, marks=pytest.mark.slow) if i.module_cls is nn.RNN else i for i in INFOS],
+@pytest.mark.parametrize("info", [pytest.param(i, marks=pytest.mark.slow) if i.module_cls in (nn.RNN, nn.LSTM) else i for i in INFOS],
                          ids=_id)
 @pytest.mark.parametrize("check", ["gradcheck", "gradgradcheck"])
 def test_gradcheck_and_gradgradcheck(info, check):

@@ -1,5 +1,6 @@
 """The benchmark behind bench/bench_rnn.py, split by concern:
 
+    cells.py        what differs per cell (--cell rnn / lstm): classes, gate blocks, states, ONNX op
     config.py       dtypes, error bounds, Config (one row's shape), the presets
     targets.py      the one table of performance targets and the check of a row against it
     timing.py       the one timing helper (interleaved rounds), round count, GEMM rate

@@ -8,6 +8,7 @@ import time
 
 import torch
 
+from .cells import CELLS
 from .config import DTYPES, MODES, cfg, preset
 from .contenders import Setup, contender_specs
 from .env import OtherLoad, env_info, header_lines, load_average
@@ -17,7 +18,8 @@ from .rows import bench_config
 from .cpu_floor import cpu_rates
 from .timing import gemm_rate
 
-DOC = """Benchmark rnnfused.FusedRNN against torch.nn.RNN (cuDNN / native) on the same weights."""
+DOC = """Benchmark rnnfused.FusedRNN against torch.nn.RNN (cuDNN / native), or (--cell lstm)
+rnnfused.FusedLSTM against torch.nn.LSTM (cuDNN / oneDNN or native), on the same weights."""
 
 
 class Progress:
@@ -56,19 +58,23 @@ def parse_args(argv=None):
                                 epilog="See bench/README.md for the columns and the timing method.")
     p.add_argument("--device", choices=["cpu", "cuda"],
                    default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--cell", choices=sorted(CELLS), default="rnn",
+                   help="rnn: FusedRNN vs nn.RNN (default); lstm: FusedLSTM vs nn.LSTM")
     p.add_argument("--full", action="store_true", help="larger sweep: layers, bidirectional, T, dtypes")
     p.add_argument("--shapes", nargs="+", metavar="B,H,T[,I]", help="custom rows instead of a preset")
     p.add_argument("--layers", type=int, default=1, help="num_layers for --shapes rows")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional --shapes rows")
+    p.add_argument("--proj-size", type=int, default=0, help="--cell lstm: proj_size of the --shapes rows")
     p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), help="override the preset's dtypes")
     p.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
-    p.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh")
+    p.add_argument("--nonlinearity", choices=["tanh", "relu"], help="--cell rnn: default tanh")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on both sides (default: off on both)")
     p.add_argument("--kernel", choices=["stepwise", "persistent", "auto"],
                    help="sets RNNFUSED_KERNEL (the CUDA kernel choice) before rnnfused is imported")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--self-test", action="store_true",
-                   help="use nn.RNN as the FusedRNN stand-in (checks the harness; speed-ups ~1, errors 0)")
+                   help="use nn.RNN (nn.LSTM) as the FusedRNN (FusedLSTM) stand-in "
+                        "(checks the harness; speed-ups ~1, errors 0)")
     p.add_argument("--warmup", type=int,
                    help="warm-up rounds after the accuracy call (default: cpu 1, cuda 3)")
     p.add_argument("--reps", type=int, help="timed rounds per row (default: adaptive, see --budget)")
@@ -90,6 +96,14 @@ def parse_args(argv=None):
     p.add_argument("--report", metavar="PATH.md", help="markdown report: header, table, targets")
     p.add_argument("--gpu-report", metavar="PATH.md", help="the GPU preset on cuda, report to PATH.md")
     args = p.parse_args(argv)
+    if args.cell != "rnn" and args.nonlinearity:
+        p.error(f"--nonlinearity is for --cell rnn (nn.RNN), not --cell {args.cell}")
+    if args.proj_size and args.cell != "lstm":
+        p.error("--proj-size is for --cell lstm (nn.LSTM's proj_size)")
+    if args.proj_size and not args.shapes:
+        p.error("--proj-size applies to --shapes rows")
+    if args.cell == "rnn":
+        args.nonlinearity = args.nonlinearity or "tanh"
     if args.gpu_report:
         args.device, args.report = "cuda", args.gpu_report
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -113,14 +127,15 @@ def default_out_dir(device):
 def load_fused(args):
     if args.kernel:
         os.environ["RNNFUSED_KERNEL"] = args.kernel
+    cell = CELLS[args.cell]
     if args.self_test:
-        return None, torch.nn.RNN
+        return None, cell.torch_cls
     try:
         import rnnfused
     except ImportError as e:
         sys.exit(f"cannot import rnnfused ({e}). Build it first (pip install --no-build-isolation . "
-                 f"in the repository root), or run with --self-test to check the harness on nn.RNN.")
-    return rnnfused, rnnfused.FusedRNN
+                 f"in the repository root), or run with --self-test to check the harness on {cell.torch_name}.")
+    return rnnfused, getattr(rnnfused, cell.fused_name)
 
 
 def configs_from_args(args):
@@ -130,16 +145,16 @@ def configs_from_args(args):
             v = [int(x) for x in s.split(",")]
             if len(v) not in (3, 4):
                 sys.exit(f"--shapes wants B,H,T[,I], got {s!r}")
-            out.append(cfg(*v, layers=args.layers, bidir=args.bidirectional))
+            out.append(cfg(*v, layers=args.layers, bidir=args.bidirectional, proj=args.proj_size))
     else:
-        out = preset(args.device, args.full)
+        out = preset(args.device, args.full, args.cell)
     if args.dtype:
         out = [dataclasses.replace(c, dtype=DTYPES[d]) for c in dict.fromkeys(
             dataclasses.replace(c, dtype=torch.float32) for c in out) for d in args.dtype]
     return list(dict.fromkeys(out))
 
 
-def write_outputs(args, info, rows, cols, contenders):
+def write_outputs(args, info, rows, cols, contenders, cell):
     """The results folder (unless --no-save) and whatever --report/--csv/--json/--plot name.
     Returns the paths written."""
     out_dir = None if args.no_save else (args.out or default_out_dir(args.device))
@@ -162,14 +177,14 @@ def write_outputs(args, info, rows, cols, contenders):
         print("plots skipped: matplotlib is not installed (pip install matplotlib)")
     for kind, fn in (("plot", write_plot), ("memory", write_memory_plot)):
         for path in filter(None, targets[kind]):
-            if have_mpl and fn(path, info, rows, contenders):
+            if have_mpl and fn(path, info, rows, contenders, cell):
                 written.append(path)
                 figures.setdefault(kind, []).append(path)
     for path in filter(None, targets["report"]):
         here = os.path.dirname(os.path.abspath(path))
         figs = [os.path.relpath(p, here) for kind in ("plot", "memory") for p in figures.get(kind, [])
                 if os.path.dirname(os.path.abspath(p)) == here]
-        write_report(path, info, rows, cols, figures=figs)
+        write_report(path, info, rows, cols, figures=figs, cell=cell)
         written.append(path)
     for path in filter(None, targets["csv"]):
         write_csv(path, rows, cols)
@@ -190,12 +205,13 @@ def main(argv=None):
     torch.backends.cudnn.allow_tf32 = args.tf32
     configs = configs_from_args(args)
     modes = list(dict.fromkeys(args.modes))
-    contenders = contender_specs(args.device, args.self_test, args)
+    cell = CELLS[args.cell]
+    contenders = contender_specs(args.device, args.self_test, args, cell)
     fused_mod, fused_cls = load_fused(args)
     rates = ({dt: gemm_rate(dt, "cuda") for dt in dict.fromkeys(c.dtype for c in configs)}
              if args.device == "cuda" else {})
     setup = Setup(fused_cls, fused_mod, rates,
-                  cpu_rates(torch.float32) if args.device == "cpu" else None)
+                  cpu_rates(torch.float32) if args.device == "cpu" else None, cell)
     info = env_info(args, setup)
 
     print("\n".join(header_lines(info)))
@@ -216,12 +232,12 @@ def main(argv=None):
         info["other_load"] = f"{busy:.2f} cores busy with other processes during the run" + (
             "  ** WARNING: the machine was shared; timings are unreliable **" if busy > 0.2 else "")
 
-    cols = columns(args.device, contenders)
+    cols = columns(args.device, contenders, cell)
     print()
     print("\n".join(header_lines(info)))
     print("\n".join(table_lines(rows, cols, markdown=False)))
     print("\n".join(target_summary(rows)))
-    written = write_outputs(args, info, rows, cols, contenders)
+    written = write_outputs(args, info, rows, cols, contenders, cell)
     if written:
         print("\nwrote:")
         print("\n".join(f"  {p}" for p in written))

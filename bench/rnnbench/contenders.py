@@ -1,15 +1,17 @@
 """What is timed. A small registry of contenders: each row builds every contender that applies to
-the device from one seeded nn.RNN (the reference), and times them side by side.
+the device from one seeded torch module of the cell (--cell: nn.RNN, nn.LSTM; the reference),
+and times them side by side.
 
 To add a contender, register a ContenderSpec (see bench/README.md, "Adding a contender"):
 
     register(ContenderSpec(
         key="ort", label="onnxruntime", devices=("cpu",), modes=("fwd",),
-        build=lambda b: OrtRNN(b.ref),            # any callable module(x, h0) -> (out, h_n)
+        build=lambda b: OrtModule(b.ref, ...),    # any callable module(x, hx) -> (out, hx), nn's layouts
         available=lambda args: None if have_ort else "pip install onnxruntime"))
 
 Its columns (`ort ms`, `ort us/step`, `x ort` = its time / FusedRNN's) follow by themselves.
-Keys "fused" (the contender under test) and "ref" (the speed-up reference: nn.RNN) are special.
+Keys "fused" (the contender under test) and "ref" (the speed-up reference: nn.RNN / nn.LSTM) are
+special.
 """
 import contextlib
 import dataclasses
@@ -17,21 +19,23 @@ from typing import Callable, Optional
 
 import torch
 
+from .cells import CELLS, Cell
+
 
 @dataclasses.dataclass(frozen=True)
 class Build:
     """What a contender's build function gets for one configuration."""
-    ref: torch.nn.Module        # the seeded reference nn.RNN (weights every contender must use)
+    ref: torch.nn.Module        # the seeded reference nn.RNN / nn.LSTM (weights every contender must use)
     cfg: object                 # the Config of the row
-    kw: dict                    # nn.RNN keyword arguments (num_layers, nonlinearity, ..., device, dtype)
-    setup: object               # the Setup (fused class, rnnfused module, GEMM rates)
+    kw: dict                    # its keyword arguments (num_layers, nonlinearity / proj_size, ..., device, dtype)
+    setup: object               # the Setup (cell, fused class, rnnfused module, GEMM rates)
 
 
 @dataclasses.dataclass(frozen=True)
 class ContenderSpec:
     key: str                                    # row keys: {key}_ms, {key}_us, x_{key}
     label: object                               # column label: a str, or {device: str}
-    build: Callable[[Build], torch.nn.Module]   # -> module(x, h0) -> (output, h_n)
+    build: Callable[[Build], torch.nn.Module]   # -> module(x, hx) -> (output, hx), the cell's nn layouts
     devices: tuple = ("cpu", "cuda")
     modes: tuple = ("fwd", "fwdbwd")            # the passes it can run (fwdbwd: needs autograd)
     ctx: Callable = contextlib.nullcontext      # entered around every call
@@ -58,6 +62,7 @@ class Contender:
     ctx: Callable = contextlib.nullcontext
     params: list = dataclasses.field(default_factory=list)  # in the reference's parameter order
     spec: Optional[ContenderSpec] = None
+    cell: Cell = CELLS["rnn"]     # how its module takes and returns the state
 
     def runs(self, mode):
         return mode in self.spec.modes and self.module is not None
@@ -85,8 +90,10 @@ register(ContenderSpec("ref", {"cpu": "native", "cuda": "cudnn"}, _build_ref))
 register(ContenderSpec("nocudnn", "nocudnn", _build_ref, devices=("cuda",), ctx=cudnn_disabled))
 
 
-def contender_specs(device, self_test, args=None):
-    """The contenders of a run, in registry order. With self_test, "fused" is an nn.RNN stand-in."""
+def contender_specs(device, self_test, args=None, cell=None):
+    """The contenders of a run, in registry order. With self_test, "fused" is a stand-in: the
+    cell's torch module (nn.RNN, nn.LSTM). cell: the Cell (default nn.RNN's); it labels "ref"."""
+    cell = cell or CELLS["rnn"]
     out = []
     for spec in REGISTRY:
         if device not in spec.devices:
@@ -96,6 +103,8 @@ def contender_specs(device, self_test, args=None):
             print(f"contender {spec.key} skipped: {why}")
             continue
         label = spec.label.get(device, spec.key) if isinstance(spec.label, dict) else spec.label
+        if spec.key == "ref":
+            label = cell.ref_label[device]
         if spec.key == "fused" and self_test:
             label = "stand-in"
         out.append(Contender(spec.key, label, ctx=spec.ctx, spec=spec))
@@ -104,54 +113,64 @@ def contender_specs(device, self_test, args=None):
 
 @dataclasses.dataclass
 class Setup:
-    fused_cls: type          # FusedRNN, or nn.RNN with --self-test
+    fused_cls: type          # FusedRNN / FusedLSTM, or nn.RNN / nn.LSTM with --self-test
     fused_mod: object        # the rnnfused module; None with --self-test
     gemm_rate: dict          # GPU: dtype -> measured torch.mm flop/s
     cpu_rates: tuple = None  # CPU: (flop/s, L2 read bytes/s, what the flop rate is) (cpu_floor.py)
+    cell: Cell = CELLS["rnn"]
 
 
 @dataclasses.dataclass
 class Inputs:
     x: torch.Tensor
-    h0: torch.Tensor
+    hx: tuple                # the state tensors: (h0,) or (h0, c0)
     gout: torch.Tensor
-    ghn: torch.Tensor
+    ghx: tuple               # upstream gradients of the final state tensors
 
 
-def make_inputs(c, n_sets, device, seed):
+def make_inputs(c, n_sets, device, seed, cell=CELLS["rnn"]):
     g = torch.Generator().manual_seed(seed)
     D = 2 if c.bidir else 1
+    sizes = (c.out_size, c.H)[:cell.states]   # h: proj_size or H; c (LSTM): H
 
     def rnd(*shape, grad=False):
         return torch.randn(*shape, generator=g).to(device, c.dtype).requires_grad_(grad)
-    return [Inputs(rnd(c.T, c.B, c.I, grad=True), rnd(c.layers * D, c.B, c.H, grad=True),
-                   rnd(c.T, c.B, D * c.H), rnd(c.layers * D, c.B, c.H)) for _ in range(n_sets)]
+
+    def one():   # drawn in this order: x, the states, the output's gradient, the states' gradients
+        x = rnd(c.T, c.B, c.I, grad=True)
+        hx = tuple(rnd(c.layers * D, c.B, n, grad=True) for n in sizes)
+        gout = rnd(c.T, c.B, D * c.out_size)
+        return Inputs(x, hx, gout, tuple(rnd(c.layers * D, c.B, n) for n in sizes))
+    return [one() for _ in range(n_sets)]
 
 
 def run_fwd(con, inp):
+    """(output, *final state tensors) under no_grad."""
     with con.ctx(), torch.no_grad():
-        return con.module(inp.x, inp.h0)
+        return con.cell.flat(con.module(inp.x, con.cell.hx(inp.hx)))
 
 
 def run_fwdbwd(con, inp):
+    """(output, *final state tensors, *gradients w.r.t. x, the initial states and every parameter)."""
     with con.ctx():
-        out, hn = con.module(inp.x, inp.h0)
-        grads = torch.autograd.grad((out, hn), (inp.x, inp.h0, *con.params), (inp.gout, inp.ghn))
-    return (out, hn, *grads)
+        out, *states = con.cell.flat(con.module(inp.x, con.cell.hx(inp.hx)))
+        grads = torch.autograd.grad((out, *states), (inp.x, *inp.hx, *con.params), (inp.gout, *inp.ghx))
+    return (out, *states, *grads)
 
 
 RUNNERS = {"fwd": run_fwd, "fwdbwd": run_fwdbwd}
 
 
 def build_modules(c, contenders, device, nonlinearity, setup, seed):
-    """Seeds, builds the reference nn.RNN, then every contender's module from it."""
+    """Seeds, builds the reference (the cell's torch module), then every contender's module from it."""
     torch.manual_seed(seed)
-    kw = dict(num_layers=c.layers, nonlinearity=nonlinearity, bidirectional=c.bidir,
+    kw = dict(num_layers=c.layers, **setup.cell.module_kwargs(nonlinearity, c.proj), bidirectional=c.bidir,
               device=device, dtype=c.dtype)
-    ref = torch.nn.RNN(c.I, c.H, **kw)
+    ref = setup.cell.torch_cls(c.I, c.H, **kw)
     names = [n for n, _ in ref.named_parameters()]
     b = Build(ref, c, kw, setup)
     for con in contenders:
+        con.cell = setup.cell
         con.module = con.spec.build(b) if con.spec.applies(c) else None
         named = dict(con.module.named_parameters()) if isinstance(con.module, torch.nn.Module) else {}
         con.params = [named[n] for n in names if n in named]

@@ -1,11 +1,13 @@
 """The CPU per-step floor: what this machine's measured arithmetic rate and cache bandwidth allow.
 
-    compute floor   = multiply-adds of one step (input projection + recurrence; x3 with backward)
+    compute floor   = multiply-adds of one step (input projection + recurrence, every gate block:
+                      1 for the RNN, 4 for the LSTM, + the LSTM's projection; x3 with backward)
                       at the machine's measured FMA rate: fma_peak.c (independent FMA chains on
                       the widest vectors, one per thread), compiled with the system C compiler at
                       the start of the run; without a compiler, the rate of a large torch.mm
-    bandwidth floor = W_hh's bytes read once per step (twice with backward) at the measured
-                      L2 read bandwidth, where W_hh does not fit a core's L1 (> 48 KiB)
+    bandwidth floor = the recurrent weights' bytes (W_hh, all gate blocks, and W_hr) read once per
+                      step (twice with backward) at the measured L2 read bandwidth, where they do
+                      not fit a core's L1 (> 48 KiB)
     floor           = the larger of the two; "x floor" = FusedRNN's time / the floor.
 
 Both rates are measured at the start of the run with the run's thread count: no kernel does
@@ -67,11 +69,25 @@ def cpu_rates(dtype=torch.float32):
     return flops, bw, what
 
 
-def cpu_floor_us(c, backward, flops_rate, bytes_rate, what=None):
+def recurrent_weights(c, gates):
+    """Elements of one layer-direction's recurrent weights, read every step: W_hh (gates * H rows
+    of the state size) and, with proj_size, W_hr (P x H)."""
+    return gates * c.H * c.out_size + c.proj * c.H
+
+
+def step_macs(c, gates=1):
+    """Multiply-adds of one forward time step of the whole stack (every layer and direction):
+    the input product W_ih x (gates * H x I_l), the recurrent product W_hh h (gates * H x state
+    size) and, with proj_size, the projection W_hr (P x H). gates: 1 for the RNN, 4 for the LSTM."""
+    D = 2 if c.bidir else 1
+    return sum(c.B * (gates * c.H * (c.I if l == 0 else D * c.out_size) + recurrent_weights(c, gates)) * D
+               for l in range(c.layers))
+
+
+def cpu_floor_us(c, backward, flops_rate, bytes_rate, what=None, gates=1):
     D = 2 if c.bidir else 1
     elem = torch.finfo(c.dtype).bits // 8
-    macs = sum(c.B * c.H * ((c.I if l == 0 else D * c.H) + c.H) * D for l in range(c.layers))
-    compute = (3 if backward else 1) * 2 * macs / flops_rate
-    whh = c.H * c.H * elem * D * c.layers
-    bandwidth = ((2 if backward else 1) * whh / bytes_rate) if c.H * c.H * elem > L1_BYTES else 0.0
+    compute = (3 if backward else 1) * 2 * step_macs(c, gates) / flops_rate
+    layer = recurrent_weights(c, gates) * elem
+    bandwidth = ((2 if backward else 1) * layer * D * c.layers / bytes_rate) if layer > L1_BYTES else 0.0
     return max(compute, bandwidth) * 1e6, ("L2" if bandwidth > compute else "flop")

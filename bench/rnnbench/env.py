@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from .cells import onednn_rule
 from .config import DTYPE_NAME
 
 
@@ -96,7 +97,9 @@ def load_average():
 
 def env_info(args, setup):
     dev = args.device
+    cell = setup.cell
     info = {
+        "cell": f"{cell.name} (rnnfused.{cell.fused_name} vs torch.{cell.torch_name})",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({cpu_model()})",
         "cpu": cpu_model(),
@@ -107,15 +110,19 @@ def env_info(args, setup):
         "tf32": f"matmul={torch.backends.cuda.matmul.allow_tf32} cudnn={torch.backends.cudnn.allow_tf32}",
         "python": platform.python_version(),
         "load": load_average(),
-        "fused": ("nn.RNN stand-in (--self-test)" if setup.fused_mod is None else
+        "fused": (f"{cell.torch_name} stand-in (--self-test)" if setup.fused_mod is None else
                   f"rnnfused {getattr(setup.fused_mod, '__version__', '?')} @ "
                   f"{git_rev(os.path.dirname(os.path.abspath(setup.fused_mod.__file__)))}"),
         "RNNFUSED_KERNEL": os.environ.get("RNNFUSED_KERNEL", "(unset: heuristic)"),
         "RNNFUSED_CPU_KERNEL": os.environ.get("RNNFUSED_CPU_KERNEL", "(unset: auto)"),
-        "nonlinearity": args.nonlinearity,
         "command": " ".join(shlex.quote(a) for a in ["python"] + sys.argv),
     }
+    if cell.name == "rnn":
+        info["nonlinearity"] = args.nonlinearity
     if dev == "cpu":
+        if cell.onednn:
+            info["native_path"] = (f"{cell.torch_name} on the CPU runs oneDNN where torch allows it: "
+                                   f"{onednn_rule()}; per row: column '{cell.torch_name} path'")
         info["cpu_isa"] = cpu_isa(setup.fused_mod)
         from .ort import ORT_VERSION
         info["onnxruntime"] = ORT_VERSION or "not installed"
@@ -129,9 +136,9 @@ def env_info(args, setup):
 
 
 def header_lines(info):
-    keys = ["date", "device", "cpu", "cpu_isa", "threads", "load", "load_end", "other_load", "torch", "cuda", "cudnn",
+    keys = ["date", "cell", "device", "cpu", "cpu_isa", "threads", "load", "load_end", "other_load", "torch", "cuda", "cudnn",
             "tf32", "python", "fused", "RNNFUSED_KERNEL", "RNNFUSED_CPU_KERNEL", "onnxruntime", "cpu_floor_rates",
-            "nonlinearity", "gemm_tflops", "command"]
+            "nonlinearity", "native_path", "gemm_tflops", "command"]
     return [f"{k}: {info[k]}" for k in keys if k in info]
 
 

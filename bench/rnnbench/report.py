@@ -1,11 +1,14 @@
 """Tables (text and markdown), the targets/accuracy summary, the markdown report, CSV, JSON."""
 import os
 
+from .cells import CELLS
 from .env import header_lines
 
 
-def columns(device, contenders):
-    cols = [("B", "B", "d"), ("H", "H", "d"), ("I", "I", "d"), ("T", "T", "d"), ("L", "L", "d"),
+def columns(device, contenders, cell=None):
+    """(header, row key, format) of every column; a column no row fills is left out of the tables."""
+    cell = cell or CELLS["rnn"]
+    cols = [("B", "B", "d"), ("H", "H", "d"), ("I", "I", "d"), ("P", "P", "d"), ("T", "T", "d"), ("L", "L", "d"),
             ("dir", "dir", "s"), ("dtype", "dtype", "s"), ("pass", "mode", "s")]
     for con in contenders:
         cols += [(f"{con.label} ms", f"{con.key}_ms", ".3f"),
@@ -13,6 +16,7 @@ def columns(device, contenders):
     for con in contenders:
         if con.key != "fused":
             cols.append((f"x {con.label}", f"x_{con.key}", ".2f"))
+    cols.append((f"{cell.torch_name} path", "ref_path", "s"))   # CPU, where nn has a oneDNN path
     for con in contenders:
         cols += [(f"{con.label} saved MB", f"{con.key}_saved_mb", ".2f"),
                  (f"{con.label} peak MB", f"{con.key}_peak_mb", ".2f")]
@@ -22,7 +26,8 @@ def columns(device, contenders):
     else:  # bench/rnnbench/cpu_floor.py
         cols += [("floor us/step", "floor_us", ".2f"), ("bound", "bound", "s"),
                  ("x floor", "x_floor", ".2f")]
-    cols += [("err out", "err_out", ".1e"), ("err h_n", "err_hn", ".1e"), ("err grad", "err_grad", ".1e"),
+    cols += [("err out", "err_out", ".1e"), ("err h_n", "err_hn", ".1e"), ("err c_n", "err_cn", ".1e"),
+             ("err grad", "err_grad", ".1e"),
              ("acc", "acc", "s"), ("reps", "reps", "d"), ("noise %", "noise", ".0f"),
              ("target", "target", "s"), ("met", "met", "s"), ("error", "error", "s")]
     return cols
@@ -61,8 +66,9 @@ def target_summary(rows):
     return lines
 
 
-def write_report(path, info, rows, cols, figures=()):
-    lines = [f"# rnnfused benchmark: {info['device']}", ""]
+def write_report(path, info, rows, cols, figures=(), cell=None):
+    cell = cell or CELLS["rnn"]
+    lines = [f"# rnnfused benchmark, {cell.fused_name} vs {cell.torch_name}: {info['device']}", ""]
     lines += [f"- {line}" for line in header_lines(info)[:-1]]
     lines += ["", "Command:", "", "```", info["command"], "```", "", "## Results", ""]
     lines += table_lines(rows, cols, markdown=True)

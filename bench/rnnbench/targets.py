@@ -29,32 +29,45 @@ def _small(c):
     return 2 * c.B * c.H * c.H <= SMALL_STEP_FLOP
 
 
-# The one table of targets. Scope, all rows: one layer, one direction, I = H. CPU: float32 (the
-# numbers are for 2 cores; the header shows the thread count). GPU: T = 1000, float32 with TF32
-# off, or bfloat16. "x_ref" is nn.RNN time / FusedRNN time (cuDNN on the GPU, native on the CPU).
-TARGETS = [
-    # CPU (issue 11): vs nn.RNN forward and forward+backward, vs ONNX Runtime forward; at 1 and 2
-    # threads, on AVX2 and AVX-512 processors alike.
-    *[Target("cpu", mode, shape, metric, ">=", bound, f">={bound:g}x {who}")
-      for shape, fwd, fwdbwd, ort in (((1, 32, 1000), 15, 30, 2.5), ((8, 64, 1000), 6, 8, 5),
-                                      ((1, 256, 1000), 3.5, 6, 3), ((64, 256, 300), 1.3, 1.3, 2.5),
-                                      ((256, 1024, 20), 1.05, 1.05, 1.5))
-      for mode, metric, bound, who in (("fwd", "x_ref", fwd, "nn.RNN"),
-                                       ("fwdbwd", "x_ref", fwdbwd, "nn.RNN"),
-                                       ("fwd", "x_ort", ort, "ORT"))],
-    Target("cuda", "fwd",    _small,                      "fused_us", "<=", 2.0, "<=2us/step"),
-    Target("cuda", "fwd",    lambda c: not _small(c),     "x_floor",  "<=", 1.5, "<=1.5x floor"),
-    Target("cuda", "fwd",    lambda c: True,              "x_ref",    ">=", 1.0, ">=1x cuDNN"),
-    Target("cuda", "fwdbwd", lambda c: c.B <= 64,         "x_ref",    ">=", 1.5, ">=1.5x cuDNN"),
-]
+def _cpu_targets(nn_name, rows):
+    """CPU targets vs nn's module forward and forward+backward, and vs ONNX Runtime forward, at
+    1 and 2 threads, on AVX2 and AVX-512 processors alike. rows: ((B, H, T), fwd, fwdbwd, ort)."""
+    return [Target("cpu", mode, shape, metric, ">=", bound, f">={bound:g}x {who}")
+            for shape, fwd, fwdbwd, ort in rows
+            for mode, metric, bound, who in (("fwd", "x_ref", fwd, nn_name),
+                                             ("fwdbwd", "x_ref", fwdbwd, nn_name),
+                                             ("fwd", "x_ort", ort, "ORT"))]
 
 
-def cpu_target_shapes():
-    return list(dict.fromkeys(t.where for t in TARGETS if t.device == "cpu"))
+# The one table of targets, per cell (--cell). Scope, all rows: one layer, one direction, I = H,
+# no proj_size. CPU: float32 (the numbers hold at 1 and 2 threads; the header shows the thread
+# count). GPU: T = 1000, float32 with TF32 off, or bfloat16. "x_ref" is nn's time / rnnfused's
+# (cuDNN on the GPU, nn's own CPU path on the CPU: native for nn.RNN, oneDNN for nn.LSTM).
+TARGETS = {
+    "rnn": [
+        # CPU (issue 11): vs nn.RNN, vs ONNX Runtime.
+        *_cpu_targets("nn.RNN", (((1, 32, 1000), 15, 30, 2.5), ((8, 64, 1000), 6, 8, 5),
+                                 ((1, 256, 1000), 3.5, 6, 3), ((64, 256, 300), 1.3, 1.3, 2.5),
+                                 ((256, 1024, 20), 1.05, 1.05, 1.5))),
+        Target("cuda", "fwd",    _small,                      "fused_us", "<=", 2.0, "<=2us/step"),
+        Target("cuda", "fwd",    lambda c: not _small(c),     "x_floor",  "<=", 1.5, "<=1.5x floor"),
+        Target("cuda", "fwd",    lambda c: True,              "x_ref",    ">=", 1.0, ">=1x cuDNN"),
+        Target("cuda", "fwdbwd", lambda c: c.B <= 64,         "x_ref",    ">=", 1.5, ">=1.5x cuDNN"),
+    ],
+    # CPU (issue 17): vs nn.LSTM (oneDNN), vs ONNX Runtime's LSTM; "never slower" is >= 1x. The
+    # GPU rows are pending a GPU (none set yet).
+    "lstm": _cpu_targets("nn.LSTM", (((1, 64, 1000), 2.0, 2.0, 1.3), ((8, 128, 500), 1.1, 1.1, 1.1),
+                                     ((1, 256, 500), 1.5, 1.5, 1.4), ((64, 256, 200), 1.0, 1.0, 1.0),
+                                     ((256, 512, 20), 1.0, 1.0, 1.0))),
+}
+
+
+def cpu_target_shapes(cell="rnn"):
+    return list(dict.fromkeys(t.where for t in TARGETS[cell] if t.device == "cpu"))
 
 
 def in_target_scope(cfg, device, tf32):
-    if cfg.layers != 1 or cfg.bidir or cfg.I != cfg.H:
+    if cfg.layers != 1 or cfg.bidir or cfg.I != cfg.H or cfg.proj:
         return False
     if device == "cpu":
         return cfg.dtype == torch.float32
@@ -65,7 +78,7 @@ def check_targets(row, c, mode, args):
     if not in_target_scope(c, args.device, args.tf32):
         return
     results = []
-    for t in TARGETS:
+    for t in TARGETS[getattr(args, "cell", "rnn")]:
         if t.device == args.device and t.mode == mode and t.applies(c):
             if t.metric not in ("x_ref", "x_floor", "fused_us") and f"{t.metric[2:]}_ms" not in row:
                 continue  # a contender that did not run here (e.g. ONNX Runtime not installed)

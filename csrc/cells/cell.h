@@ -15,6 +15,7 @@
 // the elementary functions for V on that platform:
 //   M::tanh(v), M::relu(v), M::relu_grad(h)   (relu' from the output: 0 where h <= 0, else 1;
 //                                              1 where h is NaN, as torch's threshold_backward)
+//   M::sigmoid(v)                              (the LSTM's gates: 1 / (1 + exp(-v)))
 // (the CPU kernels define one over their SIMD vectors, the CUDA kernels one over float/double).
 #pragma once
 #include <cstdint>
@@ -34,13 +35,13 @@ namespace rnnfused {
 // Elman's nonlinearity; None is a plain product (no epilogue) inside the CPU kernels.
 enum class Act : int { None = 0, Tanh = 1, Relu = 2 };
 
-// The cells the engine runs. Each has a definition in csrc/cells/.
-enum class CellKind : int { Elman = 0 };
+// The cells the engine runs. Each has a definition in csrc/cells/ (elman.h, lstm.h).
+enum class CellKind : int { Elman = 0, LSTM = 1 };
 
 // A cell as the host passes it to the kernels: which one, and its variant.
 struct Cell {
   CellKind kind = CellKind::Elman;
-  Act act = Act::Tanh;  // Elman: tanh or relu
+  Act act = Act::Tanh;  // Elman: tanh or relu (the LSTM ignores it)
 };
 
 }  // namespace rnnfused

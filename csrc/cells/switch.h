@@ -4,7 +4,7 @@
 //
 //   RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] { run<T, C>(p); });
 //
-// runs the lambda with `using C = <the definition>` (Elman, ...) and returns what it returns.
+// runs the lambda with `using C = <the definition>` (Elman, LSTM) and returns what it returns.
 // Host code only (it raises through c10 on a kind it does not know). A new cell adds its header,
 // its type to AllCells and its case here (-Wswitch names a kind left out).
 #pragma once
@@ -12,19 +12,24 @@
 
 #include "cell.h"
 #include "elman.h"
+#include "lstm.h"
 
 namespace rnnfused {
 
 template <class... Cs>
 struct CellList {};
 
-using AllCells = CellList<Elman>;
+using AllCells = CellList<Elman, LSTM>;
 
 #define RNNFUSED_CELL_SWITCH(KIND, C, ...)                                                   \
   [&] {                                                                                      \
     switch (KIND) {                                                                          \
       case ::rnnfused::CellKind::Elman: {                                                    \
         using C = ::rnnfused::Elman;                                                         \
+        return __VA_ARGS__();                                                                \
+      }                                                                                      \
+      case ::rnnfused::CellKind::LSTM: {                                                     \
+        using C = ::rnnfused::LSTM;                                                          \
         return __VA_ARGS__();                                                                \
       }                                                                                      \
     }                                                                                        \

@@ -20,7 +20,7 @@
 // call through RNNFUSED_CELL_SWITCH (bottom of this file); the kernels come from the tables of
 // the instruction set in use (row_table.h), looked up once per call. The loops are written for
 // cells with one gate block and no second state (C::kGates == 1, !C::kHasC; static_assert in
-// fwd_impl / bwd_impl): with G gates the hoisted pre-activations are (T, B, G·H) apart from the
+// fwd_impl / bwd_impl; the LSTM runs rnn_cpu_lstm.cpp's BLAS loops until these take it): with G gates the hoisted pre-activations are (T, B, G·H) apart from the
 // outputs (T, B, H), the panel form packs W_hh with pack_panels(..., G) (panel_pack.h), dz rows
 // are G·H wide and the backward's dh = dz W_hh sums over K = G·H; a second state adds its
 // running buffer beside h's.
@@ -39,6 +39,7 @@
 #include "../policy.h"
 #include "panel_pack.h"
 #include "rnn_cpu.h"
+#include "rnn_cpu_lstm.h"
 #include "rnn_cpu_steps.h"
 #include "row_table.h"
 
@@ -480,14 +481,29 @@ bool cpu_fused_beats_gemm(int64_t B, int64_t H, c10::ScalarType dtype, bool back
 const char* cpu_isa_name() { return cpu::isa_name(cpu::current_isa()); }
 int cpu_isa_id() { return static_cast<int>(cpu::current_isa()); }
 
+namespace cpu {
+// A cell with a second state (the LSTM) runs rnn_cpu_lstm.cpp's loops (the BLAS path for now:
+// `path` does not apply to it yet). Templates, so that the branch not taken is not instantiated.
+template <typename T, class C>
+void seq_fwd_of(const SeqFwdParams& p, const policy::CpuSeqPath& path) {
+  if constexpr (C::kHasC) gated_seq_fwd<T, C>(p);
+  else fwd_impl<T, C>(p, path);
+}
+template <typename T, class C>
+void seq_bwd_of(const SeqBwdParams& p, const policy::CpuSeqPath& path) {
+  if constexpr (C::kHasC) gated_seq_bwd<T, C>(p);
+  else bwd_impl<T, C>(p, path);
+}
+}  // namespace cpu
+
 void seq_fwd_cpu(const SeqFwdParams& p, c10::ScalarType dtype, const policy::CpuSeqPath& path) {
   RNNFUSED_CPU_DTYPE_SWITCH(dtype, T,
-                            RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] { cpu::fwd_impl<T, C>(p, path); }))
+                            RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] { cpu::seq_fwd_of<T, C>(p, path); }))
 }
 
 void seq_bwd_cpu(const SeqBwdParams& p, c10::ScalarType dtype, const policy::CpuSeqPath& path) {
   RNNFUSED_CPU_DTYPE_SWITCH(dtype, T,
-                            RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] { cpu::bwd_impl<T, C>(p, path); }))
+                            RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] { cpu::seq_bwd_of<T, C>(p, path); }))
 }
 
 }  // namespace rnnfused

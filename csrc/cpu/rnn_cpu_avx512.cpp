@@ -10,6 +10,13 @@
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+#if __GNUC__ < 13
+// GCC 12's avx512fintrin.h (_mm512_max_ps, _mm512_min_ps, ... via _mm512_undefined_ps, a
+// deliberately uninitialised pass-through) warns "'__Y' may be used uninitialized" wherever ATen's
+// Vectorized<float> max/min/clamp inline into this file: GCC bug 105593, fixed in GCC 13. A false
+// positive (the pass-through is unused under a full mask); silenced for this file only.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 // Headers such as sleef.h declare their entry points only under these macros, which a target
 // pragma (unlike -mavx512f) does not define.

@@ -189,13 +189,35 @@ void step_bwd_blas(const StepBwdParams& p) {
 }  // namespace
 }  // namespace cpu
 
+namespace cpu {
+// A cell with a second state (the LSTM) has no fused cell step yet: the host runs its cell op
+// through the layer (T = 1) and never sends it here. Templates, so that the branch not taken is
+// not instantiated.
+template <typename T, class C>
+void step_fwd_of(const StepFwdParams& p, bool fused) {
+  if constexpr (C::kHasC) {
+    TORCH_CHECK(false, "rnnfused: the CPU cell step of the LSTM is not written yet");
+  } else {
+    if (fused) cell_fwd<T, C>(p);
+    else step_fwd_blas<T, C>(p);
+  }
+}
+template <typename T, class C>
+void step_bwd_of(const StepBwdParams& p, bool fused) {
+  if constexpr (C::kHasC) {
+    TORCH_CHECK(false, "rnnfused: the CPU cell step of the LSTM is not written yet");
+  } else {
+    if (fused) cell_bwd<T, C>(p);
+    else step_bwd_blas<T, C>(p);
+  }
+}
+}  // namespace cpu
+
 void step_fwd_cpu(const StepFwdParams& p, c10::ScalarType dtype, bool fused) {
   RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] {
     switch (dtype) {
-      case c10::ScalarType::Float:
-        return fused ? cpu::cell_fwd<float, C>(p) : cpu::step_fwd_blas<float, C>(p);
-      case c10::ScalarType::Double:
-        return fused ? cpu::cell_fwd<double, C>(p) : cpu::step_fwd_blas<double, C>(p);
+      case c10::ScalarType::Float: return cpu::step_fwd_of<float, C>(p, fused);
+      case c10::ScalarType::Double: return cpu::step_fwd_of<double, C>(p, fused);
       default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
     }
   });
@@ -204,10 +226,8 @@ void step_fwd_cpu(const StepFwdParams& p, c10::ScalarType dtype, bool fused) {
 void step_bwd_cpu(const StepBwdParams& p, c10::ScalarType dtype, bool fused) {
   RNNFUSED_CELL_SWITCH(p.cell.kind, C, [&] {
     switch (dtype) {
-      case c10::ScalarType::Float:
-        return fused ? cpu::cell_bwd<float, C>(p) : cpu::step_bwd_blas<float, C>(p);
-      case c10::ScalarType::Double:
-        return fused ? cpu::cell_bwd<double, C>(p) : cpu::step_bwd_blas<double, C>(p);
+      case c10::ScalarType::Float: return cpu::step_bwd_of<float, C>(p, fused);
+      case c10::ScalarType::Double: return cpu::step_bwd_of<double, C>(p, fused);
       default: TORCH_CHECK(false, "rnnfused: CPU kernels take float32 or float64, got ", dtype);
     }
   });

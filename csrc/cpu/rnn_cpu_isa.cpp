@@ -98,13 +98,16 @@ Isa current_isa() {
 namespace {
 
 // The tables of every instruction set, indexed by Isa (built once; the AVX ones only where this
-// build has them, the baseline ones standing in otherwise, never called there).
+// build has them and the processor runs them, the baseline ones standing in otherwise, never
+// called there). The per-ISA sources are compiled for their target as a whole, so even building
+// a table there may use its instructions (it did, once a table had a few more entries: an
+// illegal instruction on an AVX2 processor): never call into them on a processor without it.
 template <typename T>
 const IsaTables<T>& tables_of(Isa isa) {
   static const IsaTables<T> t[kNumIsas] = {
       tables_default<T>(),
-      have_avx2_kernels() ? tables_avx2<T>() : tables_default<T>(),
-      have_avx512_kernels() ? tables_avx512<T>() : tables_default<T>(),
+      isa_supported(Isa::Avx2, nullptr) ? tables_avx2<T>() : tables_default<T>(),
+      isa_supported(Isa::Avx512, nullptr) ? tables_avx512<T>() : tables_default<T>(),
       tables_vec16<T>()};
   return t[static_cast<int>(isa)];
 }

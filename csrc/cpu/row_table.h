@@ -88,7 +88,10 @@ struct RowKernels {
   void (*panel_rows)(const PanelArgs<T>& a, int64_t n0, int64_t n1);
 };
 
-// The kernels of one instruction set and dtype that run cell C's pointwise definition.
+// The kernels of one instruction set and dtype that run cell C's pointwise definition. A cell
+// with one gate block and no second state (Elman) fills the first four; a cell with gate blocks
+// and a second state (the LSTM, C::kHasC) the last two (the others are null until its fused
+// product kernels exist: epilogue.h, "Units and gates").
 template <typename T, class C>
 struct CellKernels {
   Isa isa;
@@ -101,6 +104,14 @@ struct CellKernels {
   void (*fwd_row)(T* y, int64_t N, Cell cell);
   // dz[n] = C's backward, given dL/dh = dh[n] + g[n] and the output h[n]; g may be null.
   void (*dz_row)(T* dz, const T* dh, const T* g, const T* h, int64_t N, Cell cell);
+  // One row of H units of a kHasC cell: z (G·H: in the gate pre-activations, out their
+  // activations), c_prev (H), c and h (H, written: the new cell state and h̃, before any
+  // projection).
+  void (*gates_fwd_row)(T* z, const T* c_prev, T* c, T* h, int64_t H);
+  // Its backward: dh (H) = dL/dh̃, plus g (H) where not null; dc (H) the carried dL/dc (in),
+  // dL/dc_prev (out); a (G·H) the saved activations; c_prev, c (H). Writes dz (G·H).
+  void (*gates_bwd_row)(T* dz, const T* dh, const T* g, T* dc, const T* a, const T* c_prev,
+                        const T* c, int64_t H);
 };
 
 // One CellKernels<T, C> for each cell C of a CellList, as base classes: a plain aggregate (no

@@ -17,7 +17,8 @@
 // The runtime cell of the params (rnn.h: p.cell.kind) becomes the kernels' template parameter in
 // RNNFUSED_CELL_SWITCH (csrc/cells/switch.h, shared with the CPU kernels), and nowhere else; each
 // entry point of a storage type (fwd_impl<T>, ...) switches once, so a new cell is instantiated
-// here by its case in switch.h, not by a file of its own.
+// here by its case in switch.h, not by a file of its own. A cell the kernels cannot run yet
+// (kCudaRunsCell below: the LSTM) is refused there at run time.
 //
 // Runtime calls go through namespace rt: runtime_cuda.cuh on a GPU, csrc/emu/runtime_emu.h under
 // the SIMT emulator (RNNFUSED_EMULATE), so this file runs unchanged in both.
@@ -331,29 +332,47 @@ void step_bwd(const StepBwdParams& p, void* stream) {
   rt::launch(cell_bwd_kernel<T, Cell>, spec, a);
 }
 
+// Whether the CUDA kernels run cell C: one gate block, no second state (the kernels'
+// static_asserts say how the others plug in). A cell without them (the LSTM, until its kernels
+// are written) is refused at run time with a clear error, not instantiated; the host code does
+// not send it here (backend::has_kernels: such tensors run the ATen composite).
+template <class C>
+constexpr bool kCudaRunsCell = C::kGates == 1 && !C::kHasC;
+
+// The cell switch of the CUDA side: f.template operator()<C>() for the cells with kernels.
+#define RNNFUSED_CUDA_CELL_SWITCH(KIND, C, ...)                                               \
+  RNNFUSED_CELL_SWITCH(KIND, C, [&] {                                                     \
+    if constexpr (kCudaRunsCell<C>) {                                                     \
+      __VA_ARGS__();                                                                      \
+    } else {                                                                              \
+      TORCH_CHECK(false, "rnnfused: the CUDA kernels do not run this cell yet (kind ",   \
+                  static_cast<int>(KIND), ": gates and a second state are a later step)"); \
+    }                                                                                     \
+  })
+
 // The entry points of one storage type (launch.h): the cell switch, once per call.
 template <typename T>
 void fwd_impl(const SeqFwdParams& p, void* stream) {
   ensure_device_code<T>();
-  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_fwd<T, Cell>(p, stream); });
+  RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_fwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void bwd_impl(const SeqBwdParams& p, void* stream) {
   ensure_device_code<T>();
-  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_bwd<T, Cell>(p, stream); });
+  RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_bwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void cell_fwd_impl(const StepFwdParams& p, void* stream) {
   ensure_device_code<T>();
-  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { step_fwd<T, Cell>(p, stream); });
+  RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { step_fwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void cell_bwd_impl(const StepBwdParams& p, void* stream) {
   ensure_device_code<T>();
-  RNNFUSED_CELL_SWITCH(p.cell.kind, Cell, [&] { step_bwd<T, Cell>(p, stream); });
+  RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { step_bwd<T, Cell>(p, stream); });
 }
 
 // The kernel nn.RNN's cell (Elman) would run: cuda_kernel_name (rnn_cuda.h) takes no cell; it

@@ -1,159 +1,11 @@
-// rnnfused host code: autograd of the differentiable ops (rnn, rnn_layer, rnn_cell), in C++
-// (torch::autograd::Function, registered for the Autograd key, as torchvision's ops do).
-//
-// One template, FusedFunction, holds what the three share:
-//  - the Autograd kernel: the plain op below autograd when no input needs a gradient (no graph
-//    node, no saving), else the Function;
-//  - forward: the op that also returns what backward needs, its inputs and outputs saved;
-//  - backward: which differentiable inputs need a gradient; then, when a graph of the gradient
-//    is requested (create_graph=True: double backward), the forward recomputed in
-//    differentiable ATen ops (composite.h) and differentiated, so second derivatives are exact;
-//    otherwise the fused backward op.
-// A small trait per op says how it differs: which ops run forward and backward, what is saved,
-// how the backward op's gradients map onto the inputs, which composite runs under double
-// backward. The differentiable inputs are always the op's leading arguments, saved first.
-#include <ATen/ATen.h>
-#include <torch/csrc/autograd/autograd.h>
-#include <torch/csrc/autograd/custom_function.h>
-
-#include <algorithm>
-#include <tuple>
-#include <vector>
-
-#include "composite.h"
-#include "layer.h"
-#include "ops.h"
-#include "stack.h"
+// rnnfused host code: autograd of the Elman ops (rnn, rnn_layer, rnn_cell): their traits for
+// FusedFunction (autograd.h).
+#include "autograd.h"
 
 namespace rnnfused {
 namespace {
 
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-Tensor opt_tensor(const optional<Tensor>& t) { return t.has_value() ? *t : Tensor(); }
-optional<Tensor> opt(const Tensor& t) { return t.defined() ? optional<Tensor>(t) : std::nullopt; }
-
-// Whether an op argument is a tensor that requires a gradient.
-bool wants_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }
-bool wants_grad(const optional<Tensor>& t) { return t.has_value() && wants_grad(*t); }
-bool wants_grad(TensorList ts) {
-  for (const Tensor& t : ts)
-    if (t.requires_grad()) return true;
-  return false;
-}
-template <class T>
-bool wants_grad(const T&) {  // not a tensor
-  return false;
-}
-
-template <class... A>
-bool any_requires_grad(const A&... a) {
-  return at::GradMode::is_enabled() && (wants_grad(a) || ...);
-}
-
-// An op called with a tuple of its arguments.
-template <class Handle, class Args>
-auto call_with(const Handle& op, const Args& args) {
-  return std::apply([&op](const auto&... a) { return op.call(a...); }, args);
-}
-
-// The Function's outputs as the op returns them.
-template <class R>
-R as_op_result(const variable_list& v);
-template <>
-Tensor as_op_result<Tensor>(const variable_list& v) {
-  return v[0];
-}
-template <>
-std::tuple<Tensor, Tensor> as_op_result<std::tuple<Tensor, Tensor>>(const variable_list& v) {
-  return {v[0], v[1]};
-}
-
-// Gradients of `outputs` (with `grad_outputs`, undefined = not used) w.r.t. the inputs whose
-// `wanted` flag is set, with a graph (create_graph): undefined where not wanted or unused.
-variable_list grad_with_graph(const variable_list& outputs, const variable_list& grad_outputs,
-                              const variable_list& inputs, const std::vector<bool>& wanted) {
-  variable_list outs, gos, wrt;
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (grad_outputs[i].defined() && outputs[i].requires_grad()) {
-      outs.push_back(outputs[i]);
-      gos.push_back(grad_outputs[i]);
-    }
-  }
-  std::vector<size_t> where;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (wanted[i] && inputs[i].defined() && inputs[i].requires_grad()) {
-      wrt.push_back(inputs[i]);
-      where.push_back(i);
-    }
-  }
-  variable_list result(inputs.size());
-  if (outs.empty() || wrt.empty()) return result;
-  const variable_list g = torch::autograd::grad(outs, wrt, gos, /*retain_graph=*/true,
-                                                /*create_graph=*/true, /*allow_unused=*/true);
-  for (size_t j = 0; j < where.size(); ++j) result[where[j]] = g[j];
-  return result;
-}
-
-// ------------------------------------------------------------------------------------------------
-// The template
-
-// Op: the trait.
-//   Fn                      the op's function type (ops.h): the Autograd kernel's and forward's
-//   kOtherArgs              the op's arguments after the differentiable ones (no gradient)
-//   op()                    the op, run when no input needs a gradient
-//   forward(ctx, args)      runs the forward for autograd (args: a tuple of the op's arguments),
-//                           saves the differentiable inputs first, returns the outputs
-//   wanted(ctx, s)          which differentiable inputs need a gradient (s: the saved tensors)
-//   composite(ctx, s, w)    the outputs recomputed in differentiable ATen ops
-//   backward(ctx, s, g, w)  the fused backward: one gradient per differentiable input,
-//                           undefined where not wanted
-template <class Op, class Fn = typename Op::Fn>
-struct FusedFunction;
-
-template <class Op, class R, class... A>
-struct FusedFunction<Op, R(A...)> : torch::autograd::Function<FusedFunction<Op, R(A...)>> {
-  // The Autograd-key kernel.
-  static R kernel(A... a) {
-    if (!any_requires_grad(a...)) {
-      at::AutoDispatchBelowADInplaceOrView below;
-      return Op::op().call(a...);
-    }
-    return as_op_result<R>(FusedFunction::apply(a...));
-  }
-
-  static variable_list forward(AutogradContext* ctx, A... a) {
-    at::AutoDispatchBelowADInplaceOrView below;
-    variable_list outputs = Op::forward(ctx, std::forward_as_tuple(a...));
-    ctx->set_materialize_grads(false);
-    return outputs;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list s = ctx->get_saved_variables();
-    const std::vector<bool> wanted = Op::wanted(ctx, s);
-    // One gradient per forward argument (a tensor list counts its tensors).
-    variable_list result(wanted.size() + Op::kOtherArgs);
-    const bool any = std::find(wanted.begin(), wanted.end(), true) != wanted.end();
-    const bool any_grad =
-        std::any_of(grads.begin(), grads.end(), [](const Tensor& g) { return g.defined(); });
-    if (!any || !any_grad) return result;
-
-    variable_list g;
-    if (at::GradMode::is_enabled()) {  // a graph of the gradient is wanted: double backward
-      const variable_list inputs(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(wanted.size()));
-      g = grad_with_graph(Op::composite(ctx, s, wanted), grads, inputs, wanted);
-    } else {
-      g = Op::backward(ctx, s, grads, wanted);
-    }
-    std::copy(g.begin(), g.end(), result.begin());
-    return result;
-  }
-};
-
-// ------------------------------------------------------------------------------------------------
-// The traits
+using namespace autograd_impl;
 
 // What the one-layer and the cell op share: the differentiable inputs (input, h, w_ih, w_hh,
 // b_ih, b_hh), saved as s[0..5] (absent biases as undefined tensors), the output after them; the
@@ -161,14 +13,10 @@ struct FusedFunction<Op, R(A...)> : torch::autograd::Function<FusedFunction<Op, 
 struct WeightsAndState {
   // Absent biases (undefined s[4], s[5]) are not inputs of the autograd node, so the node's
   // input edges are counted among the defined ones only.
+  static constexpr bool kComposite = false;  // every backend runs the Elman cell
+
   static std::vector<bool> wanted(AutogradContext* ctx, const variable_list& s) {
-    std::vector<bool> mask(6, false);
-    size_t edge = 0;
-    for (int i = 0; i < 6; ++i) {
-      if (i >= 4 && !s[i].defined()) continue;
-      mask[i] = ctx->needs_input_grad(edge++);
-    }
-    return mask;
+    return wanted_defined(ctx, s, 6);
   }
 
   // The backward op's five gradients as the six inputs', where wanted.
@@ -203,10 +51,11 @@ struct LayerOp : WeightsAndState {
 
   static variable_list composite(AutogradContext* ctx, const variable_list& s,
                                  const std::vector<bool>&) {
-    auto [out, hn] = composite_layer(s[0], s[1], {s[2], s[3], opt(s[4]), opt(s[5])},
-                                     opt(ctx->saved_data["lengths"].toTensor()),
-                                     elman(ctx->saved_data["relu"].toBool()),
-                                     ctx->saved_data["reverse"].toBool());
+    auto [out, hn, cn] = composite_layer(s[0], {s[1], Tensor()},
+                                         {s[2], s[3], opt(s[4]), opt(s[5]), std::nullopt},
+                                         opt(ctx->saved_data["lengths"].toTensor()),
+                                         elman(ctx->saved_data["relu"].toBool()),
+                                         ctx->saved_data["reverse"].toBool());
     return {out, hn};
   }
 
@@ -238,8 +87,9 @@ struct CellOp : WeightsAndState {
 
   static variable_list composite(AutogradContext* ctx, const variable_list& s,
                                  const std::vector<bool>&) {
-    return {composite_cell(s[0], s[1], {s[2], s[3], opt(s[4]), opt(s[5])},
-                           elman(ctx->saved_data["relu"].toBool()))};
+    return {std::get<0>(composite_cell(s[0], {s[1], Tensor()},
+                                       {s[2], s[3], opt(s[4]), opt(s[5]), std::nullopt},
+                                       elman(ctx->saved_data["relu"].toBool())))};
   }
 
   static variable_list backward(AutogradContext* ctx, const variable_list& s,
@@ -254,6 +104,7 @@ struct CellOp : WeightsAndState {
 // rnn: the whole module. Saved: input, hx, params..., output, then rnn_train's saved tensors
 // (each layer's output but the last, then the dropout noise); the other arguments in saved_data.
 struct ModuleOp {
+  static constexpr bool kComposite = false;
   using Fn = decltype(rnn);
   // batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train
   static constexpr size_t kOtherArgs = 7;
@@ -264,28 +115,14 @@ struct ModuleOp {
     const auto& [input, hx, params, batch_sizes, has_biases, num_layers, bidirectional, relu, dropout,
                  train] = args;
     auto [out, hn, saved] = call_with(RNNFUSED_OP(rnn_train), args);
-    variable_list to_save{input, hx};
-    to_save.insert(to_save.end(), params.begin(), params.end());
-    to_save.push_back(out);
-    to_save.insert(to_save.end(), saved.begin(), saved.end());
-    ctx->save_for_backward(to_save);
-    ctx->saved_data["n_params"] = static_cast<int64_t>(params.size());
-    ctx->saved_data["batch_sizes"] = opt_tensor(batch_sizes);
-    ctx->saved_data["has_biases"] = has_biases;
-    ctx->saved_data["num_layers"] = num_layers;
-    ctx->saved_data["bidirectional"] = bidirectional;
+    save_module(ctx, input, {hx}, params, out, saved, batch_sizes, has_biases, num_layers,
+                bidirectional, dropout, train);
     ctx->saved_data["relu"] = relu;
-    ctx->saved_data["dropout"] = dropout;
-    ctx->saved_data["train"] = train;
     return {out, hn};
   }
 
-  // One flag per input, hx and parameter.
   static std::vector<bool> wanted(AutogradContext* ctx, const variable_list&) {
-    const int64_t nP = ctx->saved_data["n_params"].toInt();
-    std::vector<bool> mask(2 + nP);
-    for (int64_t i = 0; i < 2 + nP; ++i) mask[i] = ctx->needs_input_grad(i);
-    return mask;
+    return module_wanted(ctx, 1);
   }
 
   // The arguments that are not tensors saved for backward.
@@ -313,7 +150,7 @@ struct ModuleOp {
     const std::vector<Tensor> params(s.begin() + 2, s.begin() + 2 + nP);
     // After the output: each layer's output but the last, then the noise.
     const std::vector<Tensor> noises(s.begin() + 3 + nP + (c.L - 1), s.end());
-    auto [out, hn] = composite_rnn(s[0], s[1], params, a.batch_sizes, c, noises);
+    auto [out, hn, cn] = composite_rnn(s[0], s[1], std::nullopt, params, a.batch_sizes, c, noises);
     return {out, hn};
   }
 
@@ -329,12 +166,7 @@ struct ModuleOp {
         RNNFUSED_OP(rnn_backward)
             .call(opt(grads[0]), opt(grads[1]), s[0], s[1], params, a.batch_sizes, s[2 + nP], saved,
                   a.has_biases, a.num_layers, a.bidirectional, a.relu, a.dropout, a.train, mask);
-    variable_list g(w.size());
-    if (w[0]) g[0] = g_in;
-    if (w[1]) g[1] = g_hx;
-    for (size_t i = 0; i < nP; ++i)
-      if (w[2 + i]) g[2 + i] = g_params[i];
-    return g;
+    return module_grads(w, {g_in, g_hx}, g_params);
   }
 };
 

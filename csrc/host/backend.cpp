@@ -4,6 +4,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "../cells/switch.h"
 #include "../cpu/rnn_cpu.h"
 #include "../policy.h"
 
@@ -35,10 +36,16 @@ void* cuda_stream(const at::Tensor& t) {
 // The CPU recurrence's path for this call (timed once per shape where it is not clear).
 policy::CpuSeqPath cpu_seq_path(const SeqCommon& p, c10::ScalarType dtype, bool backward) {
   if (p.T == 0 || p.B == 0) return {};
-  return policy::cpu_seq_path(p.B, p.H, dtype, backward, cpu_isa_id());
+  return policy::cpu_seq_path(p.cell, p.B, p.H, dtype, backward, cpu_isa_id());
 }
 
 }  // namespace
+
+bool has_kernels(const at::Tensor& t, const Cell& cell) {
+  if (!on_cuda_path(t)) return true;
+  // The CUDA kernels' own rule (csrc/cuda/host.cuh, kCudaRunsCell).
+  return RNNFUSED_CELL_SWITCH(cell.kind, C, [] { return C::kGates == 1 && !C::kHasC; });
+}
 
 void seq_fwd(const SeqFwdParams& p, const at::Tensor& like) {
 #if RNNFUSED_HAS_CUDA_PATH

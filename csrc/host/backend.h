@@ -62,6 +62,12 @@ struct DeviceGuard {
 #endif
 };
 
+// Whether `t`'s backend has kernels for `cell`: the CPU runs every cell; the CUDA kernels (on a
+// GPU or under the emulator) run the Elman cell only, so far. Where they do not, the host code
+// runs the cell's forward as differentiable ATen ops instead (composite.h), and autograd
+// differentiates those.
+bool has_kernels(const at::Tensor& t, const Cell& cell);
+
 // The recurrence of one layer-direction (rnn.h) on `like`'s backend, in `like`'s dtype: the CUDA
 // kernels on the current stream, or the CPU kernels on the path policy::cpu_seq_path picks.
 void seq_fwd(const SeqFwdParams& p, const at::Tensor& like);

@@ -44,12 +44,26 @@ void check_cell_args(const Tensor& input, const Tensor& hx, const Tensor& w_ih, 
 void check_cell_bwd_args(const Tensor& input, const Tensor& hy, const Tensor& grad_hy, int64_t B,
                          int64_t H);
 
-// rnn's (and rnn_train's, rnn_backward's) arguments; returns the module's config. The packed
+// lstm_layer's and lstm_layer_backward's: hx = (h0 (B, P), c0 (B, H)), w_ih (4H, I),
+// w_hh (4H, P), biases (4H,), w_hr (P, H) or none (P = H). Returns (T, B, I, H, P).
+std::array<int64_t, 5> check_lstm_layer_args(const Tensor& input, TensorList hx, const Tensor& w_ih,
+                                             const Tensor& w_hh, const optional<Tensor>& b_ih,
+                                             const optional<Tensor>& b_hh,
+                                             const optional<Tensor>& w_hr,
+                                             const optional<Tensor>& lengths);
+// lstm_cell's and lstm_cell_backward's: nn.LSTMCell's checks and messages, then ours.
+void check_lstm_cell_args(const Tensor& input, TensorList hx, const Tensor& w_ih, const Tensor& w_hh,
+                          const optional<Tensor>& b_ih, const optional<Tensor>& b_hh);
+
+// rnn's (and rnn_train's, rnn_backward's) arguments, and lstm's (cx given: the LSTM's c0); returns
+// the module's config (an LSTM's projection counted from the number of params). The packed
 // input's batch_sizes are checked where they are read (packing.cpp).
 RNNConfig check_rnn_args(const Tensor& input, const Tensor& hx, TensorList params,
                          const optional<Tensor>& batch_sizes, bool has_biases, int64_t num_layers,
-                         bool bidirectional, const Cell& cell, double dropout, bool train);
-// rnn_backward's own: one mask entry per gradient, the tensors rnn_train saved.
+                         bool bidirectional, const Cell& cell, double dropout, bool train,
+                         const optional<Tensor>& cx = std::nullopt);
+// rnn_backward's own (lstm_backward's): one mask entry per gradient, the tensors rnn_train
+// (lstm_train) saved.
 void check_rnn_backward_args(const RNNConfig& c, TensorList params,
                              const c10::List<bool>& output_mask, TensorList saved);
 

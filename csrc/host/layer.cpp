@@ -103,9 +103,58 @@ SeqCommonTensors fill_seq_common(SeqCommon& c, const Tensor& like, const optiona
   return keep;
 }
 
+// The forward of a cell with a second state (the LSTM) in a dtype the kernels compute in: the
+// hoisted input projection into the gates buffer (T, B, G·H), then the recurrence, which leaves
+// the gate activations there (rnn.h, SeqFwdParams).
+Tensor gated_fwd_kernels(const Tensor& input, const LayerState& s0, const LayerWeights& w,
+                         const optional<Tensor>& lengths, const Cell& cell, bool reverse,
+                         LayerState& sn, LayerSaved* saved) {
+  DeviceGuard device(input);
+  TORCH_INTERNAL_ASSERT(!on_cuda_path(input), "rnnfused: no CUDA kernels for this cell");
+  const Tensor x = input.contiguous();
+  const Tensor h0 = s0.h.contiguous(), c0 = s0.c.contiguous();
+  const Tensor whh = w.w_hh.contiguous(), wih = w.w_ih.contiguous();
+  const optional<Tensor> whr = contiguous(w.w_hr);
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t GH = whh.size(0), H = GH / gates(cell), P = whh.size(1);
+  const auto opts = x.options();
+  Tensor gates_buf = at::empty({T, B, GH}, opts);
+  Tensor out = at::empty({T, B, P}, opts);
+  Tensor cs = at::empty({T, B, H}, opts);
+  Tensor hp = whr.has_value() ? at::empty({T, B, H}, opts) : Tensor();
+  TORCH_INTERNAL_ASSERT(sn.h.is_contiguous() && sn.c.is_contiguous());
+  if (T * B > 0) {
+    const auto bih = contiguous(w.b_ih), bhh = contiguous(w.b_hh);
+    input_proj_cpu(x.data_ptr(), wih.data_ptr(), ptr_or_null(bih), ptr_or_null(bhh),
+                   gates_buf.data_ptr(), T * B, I, GH, x.scalar_type(),
+                   policy::cpu_proj_own(T * B, I, GH));
+  }
+  SeqFwdParams p;
+  const SeqCommonTensors keep = fill_seq_common(p, x, lengths, T, B, H, cell, reverse,
+                                                /*need_state=*/false);
+  p.out = out.data_ptr();
+  p.h0 = h0.data_ptr();
+  p.w_hh = whh.data_ptr();
+  p.hn = sn.h.data_ptr();
+  p.gates = gates_buf.data_ptr();
+  p.cs = cs.data_ptr();
+  p.hp = hp.defined() ? hp.data_ptr() : nullptr;
+  p.c0 = c0.data_ptr();
+  p.cn = sn.c.data_ptr();
+  p.w_hr = ptr_or_null(whr);
+  p.P = P;
+  backend::seq_fwd(p, x);
+  if (saved) *saved = LayerSaved{gates_buf, cs, hp};
+  return out;
+}
+
 // layer_fwd in a dtype the kernels compute in.
-Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeights& w,
-                         const optional<Tensor>& lengths, const Cell& cell, bool reverse, Tensor& hn) {
+Tensor layer_fwd_kernels(const Tensor& input, const LayerState& s0, const LayerWeights& w,
+                         const optional<Tensor>& lengths, const Cell& cell, bool reverse,
+                         LayerState& sn, LayerSaved* saved) {
+  if (has_c(cell)) return gated_fwd_kernels(input, s0, w, lengths, cell, reverse, sn, saved);
+  const Tensor& h0_ = s0.h;
+  Tensor& hn = sn.h;
   DeviceGuard device(input);
   const Tensor x = input.contiguous();
   const Tensor h0 = h0_.contiguous();
@@ -173,19 +222,103 @@ Tensor layer_fwd_kernels(const Tensor& input, const Tensor& h0_, const LayerWeig
   return out;
 }
 
+// The whole-sequence GEMMs over dz (T, B, G·H) of a layer-direction's backward: the gradients
+// of input, w_ih, w_hh and the bias, where `mask` (input, w_ih, w_hh, bias) wants them. out is
+// the layer's output (T, B, P), h0 (B, P) its initial h, dz_first (B, G·H) dz at each item's
+// first step.
+void weight_grads(const Tensor& dz, const Tensor& dz_first, const Tensor& input, const Tensor& h0c,
+                  const Tensor& out, const Tensor& w_ih, bool reverse, const std::array<bool, 5>& mask,
+                  LayerGrads& g) {
+  const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
+  const int64_t GH = dz.size(2), P = out.size(2);
+  const Tensor dz2 = dz.view({T * B, GH});
+  if (mask[0]) g.input = at::mm(dz2, w_ih).view({T, B, I});
+  if (mask[1]) g.w_ih = at::mm(dz2.t(), input.contiguous().view({T * B, I}));
+  if (mask[2]) {
+    // dW_hh = Σ_t dz_tᵀ h_prev(t). Each item's first step has h_prev = h0 (dz_first); every
+    // other active step's h_prev is the neighbouring output (t-1 forward, t+1 reverse). Where
+    // that neighbour is inactive, dz or the neighbour's (zero) output makes the term vanish.
+    g.w_hh = at::mm(dz_first.t(), h0c);
+    if (T > 1) {
+      const Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
+      const Tensor h_rest = reverse ? out.narrow(0, 1, T - 1) : out.narrow(0, 0, T - 1);
+      g.w_hh.addmm_(dz_rest.reshape({(T - 1) * B, GH}).t(), h_rest.reshape({(T - 1) * B, P}));
+    }
+  }
+  if (mask[3]) g.bias = dz2.sum(0);
+}
+
+// The backward of a cell with a second state (the LSTM), in a dtype the kernels compute in.
+LayerGrads gated_bwd_kernels(const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn,
+                             const optional<Tensor>& grad_cn, const Tensor& input,
+                             const LayerState& s0, const LayerWeights& w, const Tensor& output,
+                             const LayerSaved& saved, const optional<Tensor>& lengths,
+                             const Cell& cell, bool reverse, std::array<bool, 5> mask) {
+  DeviceGuard device(input);
+  TORCH_INTERNAL_ASSERT(!on_cuda_path(input), "rnnfused: no CUDA kernels for this cell");
+  const Tensor whh = w.w_hh.contiguous();
+  const optional<Tensor> whr = contiguous(w.w_hr);
+  const int64_t T = input.size(0), B = input.size(1);
+  const int64_t GH = whh.size(0), H = GH / gates(cell), P = whh.size(1);
+  const auto opts = input.options();
+  const Tensor out = output.contiguous(), h0 = s0.h.contiguous(), c0 = s0.c.contiguous();
+  const Tensor sg = saved.gates.contiguous(), scs = saved.cs.contiguous();
+  const Tensor shp = whr.has_value() ? saved.hp.contiguous() : Tensor();
+  TORCH_CHECK(sg.sizes() == at::IntArrayRef({T, B, GH}) && scs.sizes() == at::IntArrayRef({T, B, H}) &&
+                  (!whr.has_value() || shp.sizes() == at::IntArrayRef({T, B, H})),
+              "rnnfused: the saved gate activations and cell states do not match the input");
+  Tensor go, ghn, gcn;
+  if (grad_output.has_value()) go = grad_output->contiguous();
+  if (grad_hn.has_value()) ghn = grad_hn->contiguous();
+  if (grad_cn.has_value()) gcn = grad_cn->contiguous();
+  Tensor dz = at::empty({T, B, GH}, opts);
+  Tensor dz_first = at::empty({B, GH}, opts);
+  Tensor dhp = whr.has_value() ? at::empty({T, B, P}, opts) : Tensor();
+  LayerGrads g;
+  g.h0 = at::empty({B, P}, opts);
+  g.c0 = at::empty({B, H}, opts);
+  SeqBwdParams p;
+  const SeqCommonTensors keep = fill_seq_common(p, input, lengths, T, B, H, cell, reverse,
+                                                /*need_state=*/false);
+  p.grad_out = go.defined() ? go.data_ptr() : nullptr;
+  p.grad_hn = ghn.defined() ? ghn.data_ptr() : nullptr;
+  p.grad_cn = gcn.defined() ? gcn.data_ptr() : nullptr;
+  p.out = out.data_ptr();
+  p.w_hh = whh.data_ptr();
+  p.w_hr = ptr_or_null(whr);
+  p.gates = sg.data_ptr();
+  p.cs = scs.data_ptr();
+  p.hp = shp.defined() ? shp.data_ptr() : nullptr;
+  p.c0 = c0.data_ptr();
+  p.dz = dz.data_ptr();
+  p.dz_first = dz_first.data_ptr();
+  p.dhp = dhp.defined() ? dhp.data_ptr() : nullptr;
+  p.grad_h0 = g.h0.data_ptr();
+  p.grad_c0 = g.c0.data_ptr();
+  p.P = P;
+  backend::seq_bwd(p, input);
+  weight_grads(dz, dz_first, input, h0, out, w.w_ih, reverse, mask, g);
+  if (mask[4] && whr.has_value())  // dW_hr = Σ_t dhp_tᵀ h̃_t
+    g.w_hr = at::mm(dhp.view({T * B, P}).t(), shp.view({T * B, H}));
+  return g;
+}
+
 // layer_bwd in a dtype the kernels compute in.
 LayerGrads layer_bwd_kernels(const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn,
-                             const Tensor& input, const Tensor& h0, const Tensor& w_ih,
-                             const Tensor& w_hh, const Tensor& output,
-                             const optional<Tensor>& lengths, const Cell& cell, bool reverse,
-                             std::array<bool, 4> mask) {
+                             const optional<Tensor>& grad_cn, const Tensor& input,
+                             const LayerState& s0, const LayerWeights& w, const Tensor& output,
+                             const LayerSaved& saved, const optional<Tensor>& lengths,
+                             const Cell& cell, bool reverse, std::array<bool, 5> mask) {
+  if (has_c(cell))
+    return gated_bwd_kernels(grad_output, grad_hn, grad_cn, input, s0, w, output, saved, lengths,
+                             cell, reverse, mask);
   DeviceGuard device(input);
-  const int64_t T = input.size(0), B = input.size(1), I = input.size(2), H = w_hh.size(1);
+  const int64_t T = input.size(0), B = input.size(1), H = w.w_hh.size(1);
   const int64_t GH = gates(cell) * H;
   const auto opts = input.options();
   const Tensor out = output.contiguous();
-  const Tensor whh = w_hh.contiguous();
-  const Tensor h0c = h0.contiguous();
+  const Tensor whh = w.w_hh.contiguous();
+  const Tensor h0c = s0.h.contiguous();
   Tensor go, ghn;
   if (grad_output.has_value()) go = grad_output->contiguous();
   if (grad_hn.has_value()) ghn = grad_hn->contiguous();
@@ -204,23 +337,7 @@ LayerGrads layer_bwd_kernels(const optional<Tensor>& grad_output, const optional
   p.dz_first = dz_first.data_ptr();
   p.grad_h0 = g.h0.data_ptr();
   backend::seq_bwd(p, input);
-
-  // Whole-sequence GEMMs over dz.
-  const Tensor dz2 = dz.view({T * B, GH});
-  if (mask[0]) g.input = at::mm(dz2, w_ih).view({T, B, I});
-  if (mask[1]) g.w_ih = at::mm(dz2.t(), input.contiguous().view({T * B, I}));
-  if (mask[2]) {
-    // dW_hh = Σ_t dz_tᵀ h_prev(t). Each item's first step has h_prev = h0 (dz_first); every
-    // other active step's h_prev is the neighbouring output (t-1 forward, t+1 reverse). Where
-    // that neighbour is inactive, dz or the neighbour's (zero) output makes the term vanish.
-    g.w_hh = at::mm(dz_first.t(), h0c);
-    if (T > 1) {
-      const Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
-      const Tensor h_rest = reverse ? out.narrow(0, 1, T - 1) : out.narrow(0, 0, T - 1);
-      g.w_hh.addmm_(dz_rest.reshape({(T - 1) * B, GH}).t(), h_rest.reshape({(T - 1) * B, H}));
-    }
-  }
-  if (mask[3]) g.bias = dz2.sum(0);
+  weight_grads(dz, dz_first, input, h0c, out, w.w_ih, reverse, mask, g);
   return g;
 }
 
@@ -229,33 +346,43 @@ LayerGrads layer_bwd_kernels(const optional<Tensor>& grad_output, const optional
 // ------------------------------------------------------------------------------------------------
 // One layer-direction in the storage dtype (half types on the CPU go through float)
 
-Tensor layer_fwd(const Tensor& x, const Tensor& h0, const LayerWeights& w,
-                 const optional<Tensor>& lengths, const Cell& cell, bool reverse, Tensor& hn) {
+Tensor layer_fwd(const Tensor& x, const LayerState& s0, const LayerWeights& w,
+                 const optional<Tensor>& lengths, const Cell& cell, bool reverse, LayerState& sn,
+                 LayerSaved* saved) {
   if (computes_in_float(x)) {
-    const LayerWeights wf{w.w_ih.to(at::kFloat), w.w_hh.to(at::kFloat), to_float(w.b_ih), to_float(w.b_hh)};
-    Tensor hn_f = at::empty(hn.sizes(), hn.options().dtype(at::kFloat));
-    const Tensor out = layer_fwd_kernels(x.to(at::kFloat), h0.to(at::kFloat), wf, lengths, cell, reverse, hn_f);
-    hn.copy_(hn_f);
+    auto f = [](const Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; };
+    auto empty_f = [](const Tensor& t) {
+      return t.defined() ? at::empty(t.sizes(), t.options().dtype(at::kFloat)) : t;
+    };
+    const LayerWeights wf{f(w.w_ih), f(w.w_hh), to_float(w.b_ih), to_float(w.b_hh), to_float(w.w_hr)};
+    LayerState sn_f{empty_f(sn.h), empty_f(sn.c)};
+    const Tensor out = layer_fwd_kernels(f(x), {f(s0.h), f(s0.c)}, wf, lengths, cell, reverse, sn_f, saved);
+    sn.h.copy_(sn_f.h);
+    if (sn.c.defined()) sn.c.copy_(sn_f.c);
     return out.to(x.scalar_type());
   }
-  return layer_fwd_kernels(x, h0, w, lengths, cell, reverse, hn);
+  return layer_fwd_kernels(x, s0, w, lengths, cell, reverse, sn, saved);
 }
 
 LayerGrads layer_bwd(const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn,
-                     const Tensor& input, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                     const Tensor& output, const optional<Tensor>& lengths, const Cell& cell,
-                     bool reverse, std::array<bool, 4> mask) {
+                     const optional<Tensor>& grad_cn, const Tensor& input, const LayerState& s0,
+                     const LayerWeights& w, const Tensor& output, const LayerSaved& saved,
+                     const optional<Tensor>& lengths, const Cell& cell, bool reverse,
+                     std::array<bool, 5> mask) {
   if (computes_in_float(input)) {
     const auto dt = input.scalar_type();
-    LayerGrads g = layer_bwd_kernels(to_float(grad_output), to_float(grad_hn), input.to(at::kFloat),
-                                     h0.to(at::kFloat), w_ih.to(at::kFloat), w_hh.to(at::kFloat),
-                                     output.to(at::kFloat), lengths, cell, reverse, mask);
-    for (Tensor* t : {&g.input, &g.h0, &g.w_ih, &g.w_hh, &g.bias})
+    auto f = [](const Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; };
+    const LayerWeights wf{f(w.w_ih), f(w.w_hh), to_float(w.b_ih), to_float(w.b_hh), to_float(w.w_hr)};
+    const LayerSaved sf{f(saved.gates), f(saved.cs), f(saved.hp)};
+    LayerGrads g = layer_bwd_kernels(to_float(grad_output), to_float(grad_hn), to_float(grad_cn),
+                                     f(input), {f(s0.h), f(s0.c)}, wf, f(output), sf, lengths, cell,
+                                     reverse, mask);
+    for (Tensor* t : {&g.input, &g.h0, &g.c0, &g.w_ih, &g.w_hh, &g.bias, &g.w_hr})
       if (t->defined()) *t = t->to(dt);
     return g;
   }
-  return layer_bwd_kernels(grad_output, grad_hn, input, h0, w_ih, w_hh, output, lengths, cell,
-                           reverse, mask);
+  return layer_bwd_kernels(grad_output, grad_hn, grad_cn, input, s0, w, output, saved, lengths,
+                           cell, reverse, mask);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -270,9 +397,10 @@ std::tuple<Tensor, Tensor> rnn_layer(const Tensor& input, const Tensor& h0, cons
   const auto [T, B, I, H] = check_layer_args(input, h0, w_ih, w_hh, lengths, cell);
   check_bias(b_ih, input, gates(cell) * H, "b_ih");
   check_bias(b_hh, input, gates(cell) * H, "b_hh");
-  Tensor hn = at::empty({B, H}, input.options());
-  Tensor out = layer_fwd(input, h0, {w_ih, w_hh, b_ih, b_hh}, lengths, cell, reverse, hn);
-  return {out, hn};
+  LayerState sn{at::empty({B, H}, input.options()), Tensor()};
+  Tensor out = layer_fwd(input, {h0, Tensor()}, {w_ih, w_hh, b_ih, b_hh, std::nullopt}, lengths,
+                         cell, reverse, sn);
+  return {out, sn.h};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_layer_backward(
@@ -283,8 +411,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_layer_backward(
   const Cell cell = elman(relu);
   const auto [T, B, I, H] = check_layer_args(input, h0, w_ih, w_hh, lengths, cell);
   check_layer_bwd_args(input, output, grad_output, grad_hn, T, B, H);
-  const LayerGrads g = layer_bwd(grad_output, grad_hn, input, h0, w_ih, w_hh, output, lengths,
-                                 cell, reverse, output_mask);
+  const LayerGrads g = layer_bwd(
+      grad_output, grad_hn, std::nullopt, input, {h0, Tensor()},
+      {w_ih, w_hh, std::nullopt, std::nullopt, std::nullopt}, output, LayerSaved{}, lengths, cell,
+      reverse, {output_mask[0], output_mask[1], output_mask[2], output_mask[3], false});
   const auto opts = input.options();
   return {or_empty(g.input, opts), g.h0, or_empty(g.w_ih, opts), or_empty(g.w_hh, opts),
           or_empty(g.bias, opts)};

@@ -23,9 +23,16 @@ using std::optional;
 // The Elman cell with the nonlinearity the ops' `relu` flag names.
 inline Cell elman(bool relu) { return Cell{CellKind::Elman, relu ? Act::Relu : Act::Tanh}; }
 
+// The LSTM cell (csrc/cells/lstm.h).
+inline Cell lstm_cell_kind() { return Cell{CellKind::LSTM, Act::None}; }
+
 // The cell's gate count G: its weights stack G blocks of H rows.
 inline int64_t gates(const Cell& cell) {
   return RNNFUSED_CELL_SWITCH(cell.kind, C, [] { return int64_t{C::kGates}; });
+}
+// Whether the cell carries a second state c (the LSTM).
+inline bool has_c(const Cell& cell) {
+  return RNNFUSED_CELL_SWITCH(cell.kind, C, [] { return C::kHasC; });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -68,27 +75,46 @@ inline void bias_grads(const Tensor& d_b, bool want_ih, bool want_hh, Tensor& g_
 // ------------------------------------------------------------------------------------------------
 // One layer-direction
 
-// The weights of one layer-direction: w_ih (G·H, I), w_hh (G·H, H), biases (G·H,) or none.
+// The weights of one layer-direction: w_ih (G·H, I), w_hh (G·H, P), biases (G·H,) or none;
+// w_hr (P, H), nn.LSTM's projection (proj_size > 0), or none (then P = H).
 struct LayerWeights {
   Tensor w_ih, w_hh;
-  optional<Tensor> b_ih, b_hh;
+  optional<Tensor> b_ih, b_hh, w_hr;
+};
+
+// A layer-direction's state: h (B, P), and c (B, H) for a cell with a second state (undefined
+// otherwise).
+struct LayerState {
+  Tensor h, c;
+};
+
+// What the backward of a cell with a second state (the LSTM) reads beyond the output: the gate
+// activations (T, B, G·H), c_t (T, B, H) and, with a projection, h̃_t (T, B, H), in the
+// kernels' dtype (float for the half types on the CPU). Empty for Elman.
+struct LayerSaved {
+  Tensor gates, cs, hp;
 };
 
 // Forward of one layer-direction in the storage dtype (half types on the CPU go through float):
-// input (T, B, I) and h0 (B, H) with any strides; returns the output (T, B, H) and writes h_n
-// into `hn` (B, H, contiguous). lengths: per-item lengths (packed input), or none.
-Tensor layer_fwd(const Tensor& x, const Tensor& h0, const LayerWeights& w,
-                 const optional<Tensor>& lengths, const Cell& cell, bool reverse, Tensor& hn);
+// input (T, B, I) and s0 with any strides; returns the output (T, B, P) and writes the final
+// state into `sn` (h (B, P) and c (B, H), contiguous). lengths: per-item lengths (packed input),
+// or none. saved: filled for a cell with a second state where not null.
+Tensor layer_fwd(const Tensor& x, const LayerState& s0, const LayerWeights& w,
+                 const optional<Tensor>& lengths, const Cell& cell, bool reverse, LayerState& sn,
+                 LayerSaved* saved = nullptr);
 
-// Gradients of one layer-direction; undefined where not wanted (h0 is always computed).
+// Gradients of one layer-direction; undefined where not wanted (h0, and c0 where the cell has
+// it, are always computed).
 struct LayerGrads {
-  Tensor input, h0, w_ih, w_hh, bias;
+  Tensor input, h0, c0, w_ih, w_hh, bias, w_hr;
 };
 
-// Backward of layer_fwd. mask: which of (input, w_ih, w_hh, bias) need a gradient.
+// Backward of layer_fwd. mask: which of (input, w_ih, w_hh, bias, w_hr) need a gradient.
+// grad_cn and saved: for a cell with a second state only.
 LayerGrads layer_bwd(const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn,
-                     const Tensor& input, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                     const Tensor& output, const optional<Tensor>& lengths, const Cell& cell,
-                     bool reverse, std::array<bool, 4> mask);
+                     const optional<Tensor>& grad_cn, const Tensor& input, const LayerState& s0,
+                     const LayerWeights& w, const Tensor& output, const LayerSaved& saved,
+                     const optional<Tensor>& lengths, const Cell& cell, bool reverse,
+                     std::array<bool, 5> mask);
 
 }  // namespace rnnfused

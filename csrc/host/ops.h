@@ -12,9 +12,17 @@
 //   rnnfused::rnn_cell            one fused step, nn.RNNCell's forward -> h'
 //   rnnfused::rnn_cell_backward   its backward        -> (d input, d hx, d w_ih, d w_hh, d bias)
 // (the layer and cell ops: layer.cpp). A name's suffix says what it is: none (forward),
-// _train (forward saving for backward), _backward; `rnn` the module, _layer, _cell the parts.
+// _train (forward saving for backward), _backward; the stem the cell (`rnn` Elman, `lstm`) and
+// the part: the module, _layer, _cell.
 //
-// The ops take the cell as `bool relu` (the Elman cell, tanh or relu: csrc/cells/elman.h).
+// The Elman ops take the cell as `bool relu` (tanh or relu: csrc/cells/elman.h). The LSTM ops
+// (csrc/cells/lstm.h) take the state as Tensor[] hx = (h, c), as nn's _VF.lstm does, and return
+// (output, h_n, c_n) (module, layer) or (h', c') (cell); an LSTM's projection (nn.LSTM's
+// proj_size) is a w_hr per layer-direction, last in its params (counted from their number):
+//   rnnfused::lstm / lstm_train / lstm_backward     nn.LSTM's forward             stack.cpp
+//   rnnfused::lstm_layer / lstm_layer_backward      one layer-direction           lstm_ops.cpp
+//   rnnfused::lstm_cell / lstm_cell_backward        nn.LSTMCell's forward         lstm_ops.cpp
+// (the layer and cell backward ops recompute their forward's gates; the module saves them).
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -79,12 +87,54 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_cell_backward(
     const Tensor& grad_hy, const Tensor& input, const Tensor& hx, const Tensor& w_ih,
     const Tensor& w_hh, const Tensor& hy, bool relu, std::array<bool, 5> output_mask);
 
+// The LSTM (stack.cpp). output_mask: which of (input, h0, c0, params...) need a gradient.
+std::tuple<Tensor, Tensor, Tensor> lstm(const Tensor& input, TensorList hx, TensorList params,
+                                        const optional<Tensor>& batch_sizes, bool has_biases,
+                                        int64_t num_layers, bool bidirectional, double dropout,
+                                        bool train);
+std::tuple<Tensor, Tensor, Tensor, std::vector<Tensor>> lstm_train(
+    const Tensor& input, TensorList hx, TensorList params, const optional<Tensor>& batch_sizes,
+    bool has_biases, int64_t num_layers, bool bidirectional, double dropout, bool train);
+std::tuple<Tensor, Tensor, Tensor, std::vector<Tensor>> lstm_backward(
+    const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn,
+    const optional<Tensor>& grad_cn, const Tensor& input, TensorList hx, TensorList params,
+    const optional<Tensor>& batch_sizes, const Tensor& output, TensorList saved, bool has_biases,
+    int64_t num_layers, bool bidirectional, double dropout, bool train,
+    const c10::List<bool>& output_mask);
+
+// One LSTM layer-direction (lstm_ops.cpp). output_mask: which of (input, w_ih, w_hh, bias, w_hr)
+// need a gradient; d h0 and d c0 always come.
+std::tuple<Tensor, Tensor, Tensor> lstm_layer(const Tensor& input, TensorList hx, const Tensor& w_ih,
+                                              const Tensor& w_hh, const optional<Tensor>& b_ih,
+                                              const optional<Tensor>& b_hh,
+                                              const optional<Tensor>& w_hr,
+                                              const optional<Tensor>& lengths, bool reverse);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_backward(
+    const optional<Tensor>& grad_output, const optional<Tensor>& grad_hn,
+    const optional<Tensor>& grad_cn, const Tensor& input, TensorList hx, const Tensor& w_ih,
+    const Tensor& w_hh, const optional<Tensor>& b_ih, const optional<Tensor>& b_hh,
+    const optional<Tensor>& w_hr, const optional<Tensor>& lengths, bool reverse,
+    std::array<bool, 5> output_mask);
+
+// One LSTM cell step (lstm_ops.cpp). output_mask: which of (input, w_ih, w_hh, bias) need a
+// gradient; d hx and d cx always come.
+std::tuple<Tensor, Tensor> lstm_cell(const Tensor& input, TensorList hx, const Tensor& w_ih,
+                                     const Tensor& w_hh, const optional<Tensor>& b_ih,
+                                     const optional<Tensor>& b_hh);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_cell_backward(
+    const optional<Tensor>& grad_hy, const optional<Tensor>& grad_cy, const Tensor& input,
+    TensorList hx, const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& b_ih,
+    const optional<Tensor>& b_hh, std::array<bool, 4> output_mask);
+
 // ------------------------------------------------------------------------------------------------
 // The Autograd-key kernels of the differentiable ops (autograd.cpp), of the same types.
 
 extern decltype(&rnn) const rnn_autograd;
 extern decltype(&rnn_layer) const rnn_layer_autograd;
 extern decltype(&rnn_cell) const rnn_cell_autograd;
+extern decltype(&lstm) const lstm_autograd;
+extern decltype(&lstm_layer) const lstm_layer_autograd;
+extern decltype(&lstm_cell) const lstm_cell_autograd;
 
 // ------------------------------------------------------------------------------------------------
 // Calling an op through the dispatcher.

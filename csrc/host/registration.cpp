@@ -4,7 +4,7 @@
 //
 //   CPU       the implementations (ops.h), which route each tensor to its kernels (backend.h)
 //   CUDA      the same functions, where this build has the CUDA kernels
-//   Autograd  rnn, rnn_layer and rnn_cell: C++ autograd (autograd.cpp). The backward ops have no
+//   Autograd  rnn, rnn_layer, rnn_cell and their lstm twins: C++ autograd (autograd.cpp). The backward ops have no
 //             autograd of their own: double backward differentiates a composite instead.
 // The fake (shape-only) kernels that torch.compile and torch.export use are registered in Python
 // (rnnfused/ops.py).
@@ -25,6 +25,13 @@ void impl_kernels(torch::Library& m) {
   m.impl("rnn_layer_backward", &rnn_layer_backward);
   m.impl("rnn_cell", &rnn_cell);
   m.impl("rnn_cell_backward", &rnn_cell_backward);
+  m.impl("lstm", &lstm);
+  m.impl("lstm_train", &lstm_train);
+  m.impl("lstm_backward", &lstm_backward);
+  m.impl("lstm_layer", &lstm_layer);
+  m.impl("lstm_layer_backward", &lstm_layer_backward);
+  m.impl("lstm_cell", &lstm_cell);
+  m.impl("lstm_cell_backward", &lstm_cell_backward);
 }
 
 }  // namespace
@@ -62,6 +69,36 @@ RNNFUSED_LIBRARY(RNNFUSED_OPS_NAMESPACE, m) {
   m.def(
       "rnn_cell_backward(Tensor grad_hy, Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, "
       "Tensor hy, bool relu, bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // The LSTM: the state as Tensor[] hx = (h, c), as nn's _VF.lstm.
+  m.def(
+      "lstm(Tensor input, Tensor[] hx, Tensor[] params, Tensor? batch_sizes, bool has_biases, "
+      "int num_layers, bool bidirectional, float dropout, bool train) -> (Tensor, Tensor, Tensor)",
+      {at::Tag::nondeterministic_seeded});
+  m.def(
+      "lstm_train(Tensor input, Tensor[] hx, Tensor[] params, Tensor? batch_sizes, bool has_biases, "
+      "int num_layers, bool bidirectional, float dropout, bool train) "
+      "-> (Tensor, Tensor, Tensor, Tensor[])",
+      {at::Tag::nondeterministic_seeded});
+  m.def(
+      "lstm_backward(Tensor? grad_output, Tensor? grad_hn, Tensor? grad_cn, Tensor input, "
+      "Tensor[] hx, Tensor[] params, Tensor? batch_sizes, Tensor output, Tensor[] saved, "
+      "bool has_biases, int num_layers, bool bidirectional, float dropout, bool train, "
+      "bool[] output_mask) -> (Tensor, Tensor, Tensor, Tensor[])");
+  m.def(
+      "lstm_layer(Tensor input, Tensor[] hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? w_hr, Tensor? lengths, bool reverse) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "lstm_layer_backward(Tensor? grad_output, Tensor? grad_hn, Tensor? grad_cn, Tensor input, "
+      "Tensor[] hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, "
+      "Tensor? lengths, bool reverse, bool[5] output_mask) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "lstm_cell(Tensor input, Tensor[] hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "lstm_cell_backward(Tensor? grad_hy, Tensor? grad_cy, Tensor input, Tensor[] hx, "
+      "Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, bool[4] output_mask) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 RNNFUSED_LIBRARY_IMPL(RNNFUSED_OPS_NAMESPACE, CPU, m) { impl_kernels(m); }
@@ -74,6 +111,9 @@ RNNFUSED_LIBRARY_IMPL(RNNFUSED_OPS_NAMESPACE, Autograd, m) {
   m.impl("rnn", rnn_autograd);
   m.impl("rnn_layer", rnn_layer_autograd);
   m.impl("rnn_cell", rnn_cell_autograd);
+  m.impl("lstm", lstm_autograd);
+  m.impl("lstm_layer", lstm_layer_autograd);
+  m.impl("lstm_cell", lstm_cell_autograd);
 }
 
 }  // namespace rnnfused

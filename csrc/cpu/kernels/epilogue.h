@@ -93,5 +93,54 @@ void cell_bwd_row(typename V::value_type* dz, const typename V::value_type* dh,
   if (n < N) body(n, N - n);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Cells with gate blocks and a second state (C::kHasC: the LSTM). The row passes of the BLAS
+// path (rnn_cpu_lstm.cpp): a vector of units at a time, its G gate values gathered from the
+// columns g·H + n of the row and handed to C's pointwise functions together.
+
+// z[g·H + n] (in: pre-activations, out: activations), c, h for n < H (CellKernels::gates_fwd_row).
+template <class V, class C>
+void gates_fwd_row(typename V::value_type* z, const typename V::value_type* c_prev,
+                   typename V::value_type* c, typename V::value_type* h, int64_t H) {
+  constexpr int G = C::kGates;
+  constexpr int64_t L = V::size();
+  auto body = [&](int64_t n, int64_t count) {
+    V zg[G], a[G];
+    for (int g = 0; g < G; ++g) zg[g] = V::loadu(z + g * H + n, count);
+    V cn, hn;
+    C::template forward<VecMath>(zg, V::loadu(c_prev + n, count), a, cn, hn);
+    for (int g = 0; g < G; ++g) a[g].store(z + g * H + n, count);
+    cn.store(c + n, count);
+    hn.store(h + n, count);
+  };
+  int64_t n = 0;
+  for (; n + L <= H; n += L) body(n, L);
+  if (n < H) body(n, H - n);
+}
+
+// dz (G·H) from dL/dh̃ = dh (+ g) and the carried dc (updated in place to dL/dc_prev)
+// (CellKernels::gates_bwd_row).
+template <class V, class C>
+void gates_bwd_row(typename V::value_type* dz, const typename V::value_type* dh,
+                   const typename V::value_type* g, typename V::value_type* dc,
+                   const typename V::value_type* a, const typename V::value_type* c_prev,
+                   const typename V::value_type* c, int64_t H) {
+  constexpr int G = C::kGates;
+  constexpr int64_t L = V::size();
+  auto body = [&](int64_t n, int64_t count) {
+    V d = V::loadu(dh + n, count);
+    if (g) d = d + V::loadu(g + n, count);
+    V av[G], dzv[G];
+    for (int k = 0; k < G; ++k) av[k] = V::loadu(a + k * H + n, count);
+    V dcv = V::loadu(dc + n, count);
+    C::template backward<VecMath>(d, dcv, av, V::loadu(c_prev + n, count), V::loadu(c + n, count), dzv);
+    for (int k = 0; k < G; ++k) dzv[k].store(dz + k * H + n, count);
+    dcv.store(dc + n, count);
+  };
+  int64_t n = 0;
+  for (; n + L <= H; n += L) body(n, L);
+  if (n < H) body(n, H - n);
+}
+
 }  // namespace CPU_CAPABILITY
 }  // namespace rnnfused::cpu

@@ -22,9 +22,17 @@ struct Blocking {
 
 template <class V, class B, class C>
 CellKernels<typename V::value_type, C> make_cell_kernels(Isa isa) {
-  return CellKernels<typename V::value_type, C>{isa, &dot_rows<V, B::RBdot, C>,
-                                                &panel_rows<V, B::kRegs, C>, &cell_fwd_row<V, C>,
-                                                &cell_bwd_row<V, C>};
+  CellKernels<typename V::value_type, C> k{isa, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  if constexpr (C::kHasC) {  // row passes only, for now (row_table.h)
+    k.gates_fwd_row = &gates_fwd_row<V, C>;
+    k.gates_bwd_row = &gates_bwd_row<V, C>;
+  } else {
+    k.dot_rows = &dot_rows<V, B::RBdot, C>;
+    k.panel_rows = &panel_rows<V, B::kRegs, C>;
+    k.fwd_row = &cell_fwd_row<V, C>;
+    k.dz_row = &cell_bwd_row<V, C>;
+  }
+  return k;
 }
 
 template <class V, class B, class... Cs>

@@ -75,7 +75,7 @@ __device__ __forceinline__ void ld4(const __nv_bfloat16* p, float (&v)[4]) {
 
 // The math policy the kernels give the cells' pointwise functions (csrc/cells/cell.h: a cell's
 // forward and backward are templates over the value type and a policy M), over the accumulation
-// types float and double. tanh is CUDA's tanhf / tanh. relu keeps NaN (x < 0 is false for NaN),
+// types float and double. tanh is CUDA's tanhf / tanh; sigmoid from expf / exp. relu keeps NaN (x < 0 is false for NaN),
 // like torch.relu; relu' is taken from the output h: 0 where h <= 0, else 1, so NaN passes (as
 // torch's threshold_backward). Every kernel calls its cell as Cell::template forward<DeviceMath>
 // and Cell::template backward<DeviceMath>, where its products are still in registers.
@@ -86,6 +86,9 @@ struct DeviceMath {
   static __device__ __forceinline__ A relu(A x) { return x < A(0) ? A(0) : x; }
   template <typename A>
   static __device__ __forceinline__ A relu_grad(A h) { return h <= A(0) ? A(0) : A(1); }
+  // The LSTM's gates: 1 / (1 + exp(-x)) (0 for x -> -inf, 1 for +inf, NaN stays NaN).
+  static __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+  static __device__ __forceinline__ double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
 };
 
 __device__ __forceinline__ int64_t item_len(const int64_t* lengths, int64_t b, int64_t T) {
