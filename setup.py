@@ -2,7 +2,8 @@
 toolkit and a CUDA build of torch are present (or FORCE_CUDA=1), the CUDA kernels.
 
 Knobs: FORCE_CUDA=1 (compile the CUDA sources even without a GPU), RNNFUSED_CPU_ONLY=1 (never),
-CUDA_HOME, TORCH_CUDA_ARCH_LIST (default "8.0;9.0+PTX"), MAX_JOBS, RNNFUSED_DEBUG=1 (-O0 -g).
+CUDA_HOME, TORCH_CUDA_ARCH_LIST (default DEFAULT_CUDA_ARCHS below), MAX_JOBS, RNNFUSED_DEBUG=1
+(-O0 -g, and a group barrier that traps after RNNFUSED_SPIN_LIMIT spins instead of hanging).
 Build with: pip install --no-build-isolation .   (it compiles against the torch you have)
 
 Every build also writes rnnfused/_build_info.py beside the compiled rnnfused._C (git-ignored): the
@@ -18,6 +19,15 @@ import sys
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The default TORCH_CUDA_ARCH_LIST: machine code for 7.5 (T4), 8.0 (A100; it also runs on 8.6 and
+# 8.9: L4, RTX 30xx/40xx, A10), 9.0 (H100/H200), and 9.0's PTX, which the driver compiles for
+# newer GPUs (Blackwell) at load time. nvcc 13 has no 7.0 (V100) any more; with nvcc 12 the
+# default adds it. tools/cuda_resources.py reads DEFAULT_CUDA_ARCHS (CI's resource check).
+DEFAULT_CUDA_ARCHS = "7.5;8.0;9.0+PTX"
+DEFAULT_CUDA_ARCHS_NVCC12 = "7.0;7.5;8.0;9.0+PTX"
+# Debug builds: spins of the group barrier before it traps with a message (device/persist.cuh).
+DEBUG_SPIN_LIMIT = 1 << 26
 
 
 def _has_cuda_runtime(root):
@@ -69,8 +79,55 @@ try:
                                                gpu_visible=_gpu_visible)
 except build_mode.BuildModeError as e:
     sys.exit(str(e))
+
+
+def _nvcc_major(root):
+    """The CUDA toolkit's major version (nvcc --version), or None."""
+    import re
+    import subprocess
+    try:
+        out = subprocess.run([os.path.join(root, "bin", "nvcc"), "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    m = re.search(r"release (\d+)\.", out)
+    return int(m.group(1)) if m else None
+
+
+GENERATED = os.path.join(HERE, "build", "generated")  # headers written by this script (git-ignored)
+
+
+def _write_arch_header():
+    """The architectures torch.utils.cpp_extension compiles for (from TORCH_CUDA_ARCH_LIST), as the
+    header csrc/cuda/archs.h includes: build/generated/rnnfused_cuda_archs.h, defining
+    RNNFUSED_CUDA_SASS (75, 80, 90) and RNNFUSED_CUDA_PTX (90). A header, not -D flags: nvcc
+    splits -D values at commas. Refuses, with a plain message, a list with an architecture older
+    than 7.0."""
+    import re
+    from torch.utils.cpp_extension import _get_cuda_arch_flags
+
+    sass, ptx = set(), set()
+    for flag in _get_cuda_arch_flags():
+        for kind, num in re.findall(r"(sm|compute)_(\d+)", flag.rsplit("code=", 1)[-1]):
+            (sass if kind == "sm" else ptx).add(int(num))
+    old = sorted(a for a in sass | ptx if a < 70)
+    if old:
+        sys.exit(f"rnnfused: TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']!r} names compute "
+                 f"capabilities below 7.0 ({', '.join(f'{a // 10}.{a % 10}' for a in old)}); rnnfused's CUDA "
+                 "kernels need 7.0 or newer. Remove them from the list.")
+    os.makedirs(GENERATED, exist_ok=True)
+    text = ("// Written by setup.py: the architectures of this build (TORCH_CUDA_ARCH_LIST="
+            f"{os.environ['TORCH_CUDA_ARCH_LIST']}).\n"
+            f"#define RNNFUSED_CUDA_SASS {', '.join(map(str, sorted(sass)))}\n"
+            f"#define RNNFUSED_CUDA_PTX {', '.join(map(str, sorted(ptx)))}\n")
+    path = os.path.join(GENERATED, "rnnfused_cuda_archs.h")
+    if not os.path.exists(path) or open(path).read() != text:
+        with open(path, "w") as f:
+            f.write(text)
+
+
 if WITH_CUDA and "TORCH_CUDA_ARCH_LIST" not in os.environ:
-    os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
+    major = _nvcc_major(_cuda_home)
+    os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS_NVCC12 if major is not None and major < 13 else DEFAULT_CUDA_ARCHS
 MODE_LINE = build_mode.describe(WITH_CUDA, MODE_REASON, os.environ.get("TORCH_CUDA_ARCH_LIST"))
 # The version names the mode too: pip prints it without -v ("Successfully installed
 # rnnfused-0.1.0+cpu"), and hides everything the build itself prints (MODE_LINE included) unless -v.
@@ -102,15 +159,17 @@ link_flags = []
 if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
     cxx_flags += ["-fopenmp"]
     link_flags += ["-fopenmp"]
-nvcc_flags = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
+nvcc_flags = ["-O0", "-g", "-lineinfo", f"-DRNNFUSED_SPIN_LIMIT={DEBUG_SPIN_LIMIT}"] if debug else ["-O3", "-lineinfo"]
 nvcc_flags += ["--expt-relaxed-constexpr", "-DRNNFUSED_WITH_CUDA"]
 
 sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/host/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
 if WITH_CUDA:
+    _write_arch_header()
     sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
     ext = CUDAExtension(
         "rnnfused._C",
         sources,
+        include_dirs=[GENERATED],
         extra_compile_args={"cxx": cxx_flags + ["-DRNNFUSED_WITH_CUDA"], "nvcc": nvcc_flags},
         extra_link_args=link_flags,
     )

@@ -7,7 +7,10 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <mutex>
+#include <set>
 #include <string>
+#include <utility>
 
 #include "cells/cell.h"
 #include "switches.h"
@@ -60,6 +63,38 @@ bool cuda_use_persistent(bool backward, int64_t B, int64_t H, const PlanFn& plan
                 "stepwise) to use the stepwise kernel.");
   }
   return ok;
+}
+
+// The driver refused the persistent kernel's cooperative launch of `ctas` CTAs (`why`: its
+// error), a launch the plan had found co-resident: fewer SMs than the device reports may be
+// available (MPS, a green context, another kernel resident), or a CUDA-graph capture did not
+// allow it. Nothing ran. With RNNFUSED_KERNEL=persistent this raises (c10::Error); where the
+// refusal invalidated a graph capture (`fatal`) too. Otherwise it warns, once per device and
+// reason, and returns: the caller runs the stepwise kernel, now and (the plan forgotten) later.
+// `device`: tells devices apart (DeviceProps::id).
+// (Inline, as cuda_use_persistent: the emulator's standalone checker links no policy.cpp.)
+inline void cuda_persistent_refused(bool backward, int64_t B, int64_t H, int64_t ctas, const std::string& why,
+                                    bool fatal, int device) {
+  const char* pass = backward ? "backward" : "forward";
+  TORCH_CHECK(!fatal, "rnnfused: the cooperative launch of the persistent ", pass, " kernel (", ctas,
+              " CTAs; batch ", B, ", hidden_size ", H, ") was refused during CUDA-graph capture (", why,
+              ") and the refusal invalidated the capture. Capture again: this size now runs the stepwise "
+              "kernel (or set RNNFUSED_KERNEL=stepwise).");
+  TORCH_CHECK(switches::cuda_kernel() != switches::CudaKernel::Persistent,
+              "rnnfused: RNNFUSED_KERNEL=persistent, but the driver refused the cooperative launch of the "
+              "persistent ", pass, " kernel (", ctas, " CTAs; batch ", B, ", hidden_size ", H, "): ", why,
+              ". Fewer SMs may be available than the device reports (MPS, a green context, another kernel "
+              "resident). Unset RNNFUSED_KERNEL (or set it to auto or stepwise) to use the stepwise kernel.");
+  static std::mutex mu;
+  static std::set<std::pair<int, std::string>> warned;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!warned.emplace(device, why).second) return;
+  }
+  TORCH_WARN("rnnfused: the driver refused the cooperative launch of the persistent ", pass, " kernel (",
+             ctas, " CTAs; batch ", B, ", hidden_size ", H, "): ", why, ". Running the stepwise kernel "
+             "instead, for this size from now on (this warning is shown once per device and reason; "
+             "RNNFUSED_KERNEL=stepwise chooses that kernel outright).");
 }
 
 }  // namespace policy

@@ -11,7 +11,7 @@ import emu_support
 
 pytestmark = [pytest.mark.emulated]
 
-PRESETS = ["h100", "a100", "l4", "rtx4090", "tiny"]
+PRESETS = ["h100", "a100", "l4", "rtx4090", "t4", "v100", "tiny"]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 SIZES_B = [1, 3, 9, 64, 300]
 SIZES_H = [1, 4, 33, 130, 257, 512, 1024, 2048]

@@ -106,6 +106,36 @@ def test_build_record_names_this_torch():
     assert info["WITH_CUDA"] == rnnfused.built_with_cuda()
 
 
+@pytest.mark.skipif(not rnnfused.built_with_cuda(), reason="needs a CUDA build (CI compiles one without a GPU)")
+def test_cuda_build_knows_its_architectures():
+    """setup.py hands the architectures it compiled for to the C++ code (build/generated/
+    rnnfused_cuda_archs.h), which names them when a GPU has no code: they are the build's
+    TORCH_CUDA_ARCH_LIST (machine code for each entry, PTX for the +PTX ones)."""
+    entries = rnnfused.build_info()["CUDA_ARCH_LIST"].replace(" ", ";").split(";")
+    if not all(e.replace("+PTX", "").replace(".", "").isdigit() for e in entries if e):
+        pytest.skip(f"a named architecture in {entries}")
+    num = lambda e: int(e.replace("+PTX", "").replace(".", ""))  # noqa: E731
+    sass = sorted({num(e) for e in entries if e})
+    ptx = sorted({num(e) for e in entries if e.endswith("+PTX")})
+    assert rnnfused._C.cuda_archs() == (sass, ptx)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not rnnfused.built_with_cuda(), reason="needs the CUDA toolkit of a CUDA build")
+def test_arch_list_below_7_0_is_refused_plainly():
+    """A TORCH_CUDA_ARCH_LIST with a capability the kernels cannot run on (the group barrier's
+    ld.acquire and __nanosleep need 7.0) stops setup.py at once with a plain message, before any
+    compilation (and before it writes the build's architecture header)."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST="6.1;8.0")
+    env.pop("RNNFUSED_CPU_ONLY", None)
+    r = subprocess.run([sys.executable, "setup.py", "--version"], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode != 0
+    assert ("TORCH_CUDA_ARCH_LIST='6.1;8.0' names compute capabilities below 7.0 (6.1); rnnfused's CUDA "
+            "kernels need 7.0 or newer. Remove them from the list.") in r.stderr, r.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_other_torch_raises_before_loading_the_extension(import_errors):
     r = import_errors["other_torch"]

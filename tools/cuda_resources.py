@@ -1,6 +1,7 @@
 """Static check of the compiled CUDA kernels: registers, spills, stack and shared memory of every
-kernel instantiation for sm_80 and sm_90, from ptxas itself (-Xptxas -v), written to a committed
-report (bench/results/cuda-resources.md) and checked in CI.
+kernel instantiation for every architecture of the default build (setup.py's DEFAULT_CUDA_ARCHS:
+the machine-code ones; PTX is compiled by the driver at load time), from ptxas itself (-Xptxas -v),
+written to a committed report (bench/results/cuda-resources.md) and checked in CI.
 
     python tools/cuda_resources.py --write     # rebuild the report
     python tools/cuda_resources.py --check     # CI: fail on a spill, a stack frame, a kernel over
@@ -10,6 +11,7 @@ Needs nvcc (CUDA_HOME, or found as setup.py finds it) and a CUDA build of torch 
 No GPU is needed.
 """
 import argparse
+import ast
 import difflib
 import glob
 import os
@@ -22,7 +24,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "bench" / "results" / "cuda-resources.md"
-ARCHS = ["80", "90"]
+
+
+def default_archs():
+    """The machine-code architectures of setup.py's DEFAULT_CUDA_ARCHS ("7.5;8.0;9.0+PTX" ->
+    ["75", "80", "90"]), read from setup.py itself (it cannot be imported: it runs setup())."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "DEFAULT_CUDA_ARCHS" for t in node.targets):
+            return [a.replace("+PTX", "").replace(".", "") for a in ast.literal_eval(node.value).split(";")]
+    raise SystemExit("cuda_resources: setup.py has no DEFAULT_CUDA_ARCHS")
+
+
+ARCHS = default_archs()
 SOURCES = ["rnn_f32.cu", "rnn_f64.cu", "rnn_f16.cu", "rnn_bf16.cu"]
 # Launch bounds (threads per block, min blocks per SM) by kernel and accumulation type: the
 # kernels' __launch_bounds__ (csrc/cuda/device/*.cuh).

@@ -3,8 +3,10 @@
 Each mutant is a copy of csrc/ with one bug put into the CUDA kernels (or their launcher) — a
 removed __syncthreads, a removed group barrier, a missing release fence, a relaxed load in place
 of the acquire, an off-by-one index, a read of shared memory never written, a wrong shuffle
-offset, a barrier under divergent control flow, a non-cooperative launch of a CTA group, a
-missing dynamic shared memory attribute. The standalone emulator checker (csrc/emu/check_main.cpp)
+offset, a barrier under divergent control flow, a non-cooperative launch of a CTA group (also as
+the fallback of a refused cooperative launch), a refused launch not remembered, a plan that
+ignores the driver's occupancy, scratch memory on another stream than its launch, a wrong start
+of the cell backward's grid-stride dz loop, a missing dynamic shared memory attribute. The standalone emulator checker (csrc/emu/check_main.cpp)
 is built from the mutated tree and must fail: plainly (wrong numbers, schedules that disagree, the
 emulator's own checks), or, for ordering bugs that a coherent host hides, under ThreadSanitizer.
 
@@ -99,9 +101,34 @@ MUTANTS = {
         "f32-", "relu' of 1 where relu clamped to 0 (the device math policy the cells use)"),
     "host-group-not-cooperative": (
         "cuda/host.cuh",
-        "  spec.cooperative = pl.G > 1;\n",
-        "  spec.cooperative = false;\n",
+        "  if (pl.G > 1) return rt::launch_cooperative(kernel, spec, a);\n",
+        "",
         "f32-persistent-tiny", "a CTA group launched without co-residency (plain launch)"),
+    "host-refused-plain-launch": (
+        "cuda/host.cuh",
+        "  if (pl.G > 1) return rt::launch_cooperative(kernel, spec, a);\n",
+        "  if (pl.G > 1 && rt::launch_cooperative(kernel, spec, a).ok) return rt::LaunchStatus();\n",
+        "f32-auto-tiny-1sm", "a refused cooperative launch retried as a plain launch (no co-residency)"),
+    "host-plan-forgets-refusal": (
+        "cuda/host.cuh",
+        "    forget_plan<T, Cell, BWD>(a.B, a.H, st.why);\n",
+        "",
+        "f32-auto-tiny-1sm", "a refused cooperative launch not remembered (every call asks again)"),
+    "host-plan-ignores-driver-occupancy": (
+        "cuda/host.cuh",
+        "  PersistPlan pl = plan_persistent(B, H, sizeof(T), sizeof(acc_t<T>), NT, d, k, occ);\n",
+        "  PersistPlan pl = plan_persistent(B, H, sizeof(T), sizeof(acc_t<T>), NT, d, k);\n",
+        "f32-auto-tiny-occ0", "the plan's co-residency from the formula, not the driver's occupancy"),
+    "host-scratch-other-stream": (
+        "cuda/host.cuh",
+        "    counters = std::make_unique<rt::Scratch>(sizeof(unsigned) * pl.NBg, stream);\n",
+        "    counters = std::make_unique<rt::Scratch>(sizeof(unsigned) * pl.NBg, nullptr);\n",
+        "f32-persistent-tiny", "the group counters allocated (and freed) on another stream than the launch's"),
+    "cell-dz-one-block-stride": (
+        "cuda/device/cell.cuh",
+        "  for (int64_t i = (int64_t)blockIdx.x * kCellThreads + threadIdx.x; i < B * H;",
+        "  for (int64_t i = threadIdx.x; i < B * H;",
+        "f32-cell-B9-I5-H70", "the cell backward's dz spread over the grid with a wrong start (elements never written)"),
     "host-no-smem-attribute": (
         "cuda/host.cuh",
         "  rt::allow_dynamic_smem(kernel, pl.smem, rt::current_device());\n",

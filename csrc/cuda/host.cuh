@@ -30,11 +30,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <string>
 #include <tuple>
 
 #include "../cells/switch.h"
 #include "../policy.h"
 #include "../rnn.h"
+#include "archs.h"
 #include "device/cell.cuh"
 #include "device/persist.cuh"
 #include "device/step.cuh"
@@ -52,27 +55,81 @@ namespace cuda_detail {
 static_assert(kKChunk == kPersistKChunk, "plan.h and device/persist.cuh must agree on the k chunk");
 
 // ------------------------------------------------------------------------------------------------
+// The device: code for it, once per device (the first CUDA call on a GPU without code raises,
+// naming the capabilities this build has and how to rebuild, instead of failing deep inside a
+// launch).
+
+// Probed with a kernel of this storage type's own file (each rnn_<dtype>.cu is one module);
+// a device found good is remembered (per process, and per thread for the common case of one).
+template <typename T>
+void ensure_device_code() {
+  const int dev = rt::current_device();
+  const int id = rt::device_props(dev).id;
+  static thread_local int last_good = -1;
+  if (id == last_good) return;
+  static std::mutex mu;
+  static std::set<int> good;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (good.count(id)) {
+      last_good = id;
+      return;
+    }
+  }
+  const rt::DeviceCode c = rt::device_code(step_kernel<T, Elman, false, StepSmall>, dev);
+  TORCH_CHECK(c.ok, no_code_message(c.name, c.major, c.minor, built_archs()));
+  std::lock_guard<std::mutex> lock(mu);
+  good.insert(id);
+  last_good = id;
+}
+
+// ------------------------------------------------------------------------------------------------
 // Plans and the heuristic.
+
+// The persistent kernel's plans of one instantiation, per (device, B, H). A plan whose
+// cooperative launch the driver refused is replaced by a failed one (forget_plan), so that later
+// calls go to the stepwise kernel at once instead of failing again.
+struct PlanCache {
+  std::mutex mu;
+  std::map<std::tuple<int, int64_t, int64_t>, PersistPlan> plans;
+};
+template <typename T, typename Cell, bool BWD>
+PlanCache& plan_cache() {
+  static PlanCache c;
+  return c;
+}
 
 template <typename T, typename Cell, bool BWD>
 PersistPlan persistent_plan(int64_t B, int64_t H) {
   constexpr int NT = PersistThreads<acc_t<T>>::value;
   const int dev = rt::current_device();
   const DeviceProps d = rt::device_props(dev);
-  static std::mutex mu;
-  static std::map<std::tuple<int, int64_t, int64_t>, PersistPlan> cache;
+  PlanCache& cache = plan_cache<T, Cell, BWD>();
   const auto key = std::make_tuple(d.id, B, H);
   {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
+    std::lock_guard<std::mutex> lock(cache.mu);
+    auto it = cache.plans.find(key);
+    if (it != cache.plans.end()) return it->second;
   }
-  const KernelAttrs k = rt::kernel_attrs(persist_kernel<T, Cell, BWD>, NT, 1, dev);
-  PersistPlan pl = plan_persistent(B, H, sizeof(T), sizeof(acc_t<T>), NT, d, k);
-  std::lock_guard<std::mutex> lock(mu);
-  if (cache.size() > 4096) cache.clear();
-  cache.emplace(key, pl);
+  auto kernel = persist_kernel<T, Cell, BWD>;
+  const KernelAttrs k = rt::kernel_attrs(kernel, NT, 1, dev);
+  // Co-resident CTAs per SM from the driver's occupancy calculator (the emulator: CUDA's rule).
+  auto occ = [&](int64_t smem) { return rt::coresident_blocks_per_sm(kernel, NT, smem, dev); };
+  PersistPlan pl = plan_persistent(B, H, sizeof(T), sizeof(acc_t<T>), NT, d, k, occ);
+  std::lock_guard<std::mutex> lock(cache.mu);
+  if (cache.plans.size() > 4096) cache.plans.clear();
+  cache.plans.emplace(key, pl);
   return pl;
+}
+
+template <typename T, typename Cell, bool BWD>
+void forget_plan(int64_t B, int64_t H, const std::string& why) {
+  const int id = rt::device_props(rt::current_device()).id;
+  PlanCache& cache = plan_cache<T, Cell, BWD>();
+  PersistPlan failed;
+  failed.why = "the driver refused its cooperative launch (" + why + ")";
+  std::lock_guard<std::mutex> lock(cache.mu);
+  cache.plans[std::make_tuple(id, B, H)] = failed;
 }
 
 // The heuristic is policy::cuda_use_persistent (csrc/policy.h): persistent wherever it has a
@@ -107,14 +164,18 @@ void launch_stepwise(Args<T> a, rt::Stream stream) {
   }
 }
 
+// Launches the persistent kernel on its plan. A plan with a CTA group (G > 1) meets at a barrier
+// every step, so its CTAs must all be resident at once: a cooperative launch, which the driver
+// may refuse (the status says why; nothing ran). Never a plain launch of such a grid: with no
+// co-residency guarantee its barrier can wait forever.
 template <typename T, typename Cell, bool BWD>
-void launch_persistent(Args<T> a, const PersistPlan& pl, rt::Stream stream) {
+rt::LaunchStatus launch_persistent(Args<T> a, const PersistPlan& pl, rt::Stream stream) {
   a.G = pl.G; a.R = pl.R; a.BBg = pl.BBg; a.BC = pl.BC; a.Hp = pl.Hp;
   std::unique_ptr<rt::Scratch> counters;
   if (pl.G > 1) {
-    // One counter per batch group, zeroed on the stream (capturable); on a GPU freed back to the
-    // caching allocator after the launch is enqueued, stream-ordered on the current stream.
-    counters = std::make_unique<rt::Scratch>(sizeof(unsigned) * pl.NBg);
+    // One counter per batch group, zeroed on the stream (capturable); allocated on the launch's
+    // stream and freed, stream-ordered on it, after the launch is enqueued.
+    counters = std::make_unique<rt::Scratch>(sizeof(unsigned) * pl.NBg, stream);
     rt::memset_async(counters->get(), 0, sizeof(unsigned) * pl.NBg, stream);
     a.counters = static_cast<unsigned*>(counters->get());
   }
@@ -125,10 +186,27 @@ void launch_persistent(Args<T> a, const PersistPlan& pl, rt::Stream stream) {
   spec.block = dim3(pl.threads);
   spec.smem = (size_t)pl.smem;
   spec.stream = stream;
-  spec.cooperative = pl.G > 1;
-  spec.max_coresident = pl.max_coresident_ctas;
   spec.name = BWD ? "persist_kernel (backward)" : "persist_kernel (forward)";
+  if (pl.G > 1) return rt::launch_cooperative(kernel, spec, a);
   rt::launch(kernel, spec, a);
+  return rt::LaunchStatus();
+}
+
+// The recurrence of one pass: the persistent kernel where the heuristic picks it and the driver
+// takes its launch, else the stepwise kernel. A refused cooperative launch is remembered (the
+// plan is replaced by a failed one) and handled by policy::cuda_persistent_refused: a one-time
+// warning and the stepwise kernel in auto mode, an error where RNNFUSED_KERNEL=persistent.
+template <typename T, typename Cell, bool BWD>
+void run_recurrence(const Args<T>& a, rt::Stream stream) {
+  PersistPlan pl;
+  if (choose_persistent<T, Cell, BWD>(a.B, a.H, &pl)) {
+    const rt::LaunchStatus st = launch_persistent<T, Cell, BWD>(a, pl, stream);
+    if (st.ok) return;
+    forget_plan<T, Cell, BWD>(a.B, a.H, st.why);
+    policy::cuda_persistent_refused(BWD, a.B, a.H, pl.G * pl.NBg, st.why, st.fatal,
+                                    rt::device_props(rt::current_device()).id);
+  }
+  launch_stepwise<T, Cell, BWD>(a, stream);
 }
 
 // The kernel arguments both passes fill alike, from rnn.h's SeqCommon.
@@ -162,9 +240,7 @@ void seq_fwd(const SeqFwdParams& p, void* stream_) {
   a.w = static_cast<const T*>(p.w_hh);
   a.vec0 = static_cast<const T*>(p.h0);
   a.last = static_cast<T*>(p.hn);
-  PersistPlan pl;
-  if (choose_persistent<T, Cell, false>(p.B, p.H, &pl)) launch_persistent<T, Cell, false>(a, pl, stream);
-  else launch_stepwise<T, Cell, false>(a, stream);
+  run_recurrence<T, Cell, false>(a, stream);
 }
 
 template <typename T, typename Cell>
@@ -190,9 +266,7 @@ void seq_bwd(const SeqBwdParams& p, void* stream_) {
   a.dz = static_cast<T*>(p.dz);
   a.dz_first = static_cast<T*>(p.dz_first);
   a.last = static_cast<T*>(p.grad_h0);
-  PersistPlan pl;
-  if (choose_persistent<T, Cell, true>(p.B, p.H, &pl)) launch_persistent<T, Cell, true>(a, pl, stream);
-  else launch_stepwise<T, Cell, true>(a, stream);
+  run_recurrence<T, Cell, true>(a, stream);
 }
 
 // One cell step (rnn.h: StepFwdParams / StepBwdParams).
@@ -244,8 +318,11 @@ void step_bwd(const StepBwdParams& p, void* stream) {
   rt::poison(p.dz, sizeof(T) * p.B * p.H, s);
   if (p.grad_x) rt::poison(p.grad_x, sizeof(T) * p.B * p.I, s);
   if (p.grad_h) rt::poison(p.grad_h, sizeof(T) * p.B * p.H, s);
+  // One thread per output column of [grad_x | grad_h]; dz (B·H elements) is stored by the whole
+  // grid, grid-stride, so the grid is also sized for it (capped: the stride covers the rest).
   const int64_t cols = (p.grad_x ? p.I : 0) + (p.grad_h ? p.H : 0);
-  const int64_t blocks = std::max<int64_t>(1, ceil_div(cols, kCellThreads));  // block 0 stores dz
+  const int64_t blocks = std::max<int64_t>({1, ceil_div(cols, kCellThreads),
+                                            std::min<int64_t>(ceil_div(p.B * p.H, kCellThreads), 65535)});
   TORCH_CHECK(blocks <= INT32_MAX, "rnnfused: sizes too large for the cell kernel");
   rt::LaunchSpec spec;
   spec.grid = dim3((unsigned)blocks);
@@ -276,21 +353,25 @@ constexpr bool kCudaRunsCell = C::kGates == 1 && !C::kHasC;
 // The entry points of one storage type (launch.h): the cell switch, once per call.
 template <typename T>
 void fwd_impl(const SeqFwdParams& p, void* stream) {
+  ensure_device_code<T>();
   RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_fwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void bwd_impl(const SeqBwdParams& p, void* stream) {
+  ensure_device_code<T>();
   RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { seq_bwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void cell_fwd_impl(const StepFwdParams& p, void* stream) {
+  ensure_device_code<T>();
   RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { step_fwd<T, Cell>(p, stream); });
 }
 
 template <typename T>
 void cell_bwd_impl(const StepBwdParams& p, void* stream) {
+  ensure_device_code<T>();
   RNNFUSED_CUDA_CELL_SWITCH(p.cell.kind, Cell, [&] { step_bwd<T, Cell>(p, stream); });
 }
 
@@ -299,9 +380,38 @@ void cell_bwd_impl(const StepBwdParams& p, void* stream) {
 template <typename T>
 const char* kernel_name_impl(int64_t B, int64_t H, bool backward) {
   if (B <= 0 || H <= 0) return "stepwise";  // nothing runs; the launcher returns early
+  ensure_device_code<T>();
   const bool pers = backward ? choose_persistent<T, Elman, true>(B, H, nullptr)
                              : choose_persistent<T, Elman, false>(B, H, nullptr);
   return pers ? "persistent" : "stepwise";
+}
+
+template <typename T, typename Cell, bool BWD>
+PersistPlanInfo plan_info(int64_t B, int64_t H) {
+  PersistPlanInfo info;
+  const PersistPlan pl = persistent_plan<T, Cell, BWD>(B, H);
+  info.ok = pl.ok;
+  info.why = pl.why;
+  if (!pl.ok) return info;
+  const int dev = rt::current_device();
+  const DeviceProps d = rt::device_props(dev);
+  auto kernel = persist_kernel<T, Cell, BWD>;
+  const KernelAttrs k = rt::kernel_attrs(kernel, pl.threads, 1, dev);
+  info.G = pl.G;
+  info.NBg = pl.NBg;
+  info.threads = pl.threads;
+  info.regs = k.regs_per_thread;
+  info.sm_count = d.sm_count;
+  info.smem = pl.smem;
+  info.driver_per_sm = rt::coresident_blocks_per_sm(kernel, pl.threads, pl.smem, dev);
+  info.rule_per_sm = blocks_per_sm(d, k, pl.threads, pl.smem);
+  return info;
+}
+
+template <typename T>
+PersistPlanInfo plan_info_impl(int64_t B, int64_t H, bool backward) {
+  ensure_device_code<T>();
+  return backward ? plan_info<T, Elman, true>(B, H) : plan_info<T, Elman, false>(B, H);
 }
 
 #define RNNFUSED_INSTANTIATE(T)                                  \
@@ -309,7 +419,8 @@ const char* kernel_name_impl(int64_t B, int64_t H, bool backward) {
   template void bwd_impl<T>(const SeqBwdParams&, void*);         \
   template void cell_fwd_impl<T>(const StepFwdParams&, void*);   \
   template void cell_bwd_impl<T>(const StepBwdParams&, void*);   \
-  template const char* kernel_name_impl<T>(int64_t, int64_t, bool);
+  template const char* kernel_name_impl<T>(int64_t, int64_t, bool); \
+  template PersistPlanInfo plan_info_impl<T>(int64_t, int64_t, bool);
 
 }  // namespace cuda_detail
 }  // namespace rnnfused

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../rnn.h"
+#include "rnn_cuda.h"
 
 namespace rnnfused {
 namespace cuda_detail {
@@ -23,6 +24,9 @@ void cell_bwd_impl(const StepBwdParams& p, void* stream);
 // a size the persistent kernel cannot run, with the reason.
 template <typename T>
 const char* kernel_name_impl(int64_t B, int64_t H, bool backward);
+// rnn_cuda.h's cuda_persistent_plan for storage type T.
+template <typename T>
+PersistPlanInfo plan_info_impl(int64_t B, int64_t H, bool backward);
 
 }  // namespace cuda_detail
 }  // namespace rnnfused

@@ -3,7 +3,13 @@
 // Nothing here queries a runtime: on a GPU the properties and kernel attributes are filled from
 // the CUDA runtime (runtime_cuda.cuh), under the emulator from the emulated device
 // (csrc/emu/runtime_emu.h), and the tests give the property sets of real GPUs (H100, A100, L4,
-// RTX 4090) and of a tiny device that forces several CTAs per group. Plain C++: no CUDA, no ATen.
+// RTX 4090, T4, V100) and of a tiny device that forces several CTAs per group. Plain C++: no
+// CUDA, no ATen.
+//
+// How many CTAs of a kernel fit on an SM at once is an argument of the plan (`occ_of`): on a GPU the
+// driver's occupancy calculator answers (cudaOccupancyMaxActiveBlocksPerMultiprocessor, the very
+// rule its cooperative launch enforces); blocks_per_sm below is the same rule written out, for
+// the emulator, whose device has no driver, and for the tests that re-derive it.
 #pragma once
 
 #include <algorithm>
@@ -27,6 +33,7 @@ struct DeviceProps {
   int regs_per_sm = 0;              // MaxRegistersPerMultiprocessor
   int max_regs_per_block = 0;       // MaxRegistersPerBlock
   bool cooperative_launch = false;  // CooperativeLaunch
+  int cc_major = 0, cc_minor = 0;   // ComputeCapabilityMajor / Minor
   int id = 0;  // tells property sets apart in plan caches (device ordinal, emulated set serial)
 };
 
@@ -91,9 +98,11 @@ inline int64_t persist_smem(int64_t R, int64_t BC, int64_t Hp, int tw, int ta, i
 }
 
 // B, H: batch and hidden size; tw, ta: bytes of the storage and accumulation types; threads:
-// the kernel's block size; k: the compiled kernel's attributes.
-inline PersistPlan plan_persistent(int64_t B, int64_t H, int tw, int ta, int threads,
-                                   const DeviceProps& d, const KernelAttrs& k) {
+// the kernel's block size; k: the compiled kernel's attributes; occ(smem): the CTAs of `threads`
+// threads with `smem` bytes of dynamic shared memory that one SM holds at once (0: none).
+template <class Occupancy>
+PersistPlan plan_persistent(int64_t B, int64_t H, int tw, int ta, int threads, const DeviceProps& d,
+                            const KernelAttrs& k, const Occupancy& occ_of) {
   PersistPlan pl;
   pl.threads = threads;
   const int warps = threads / 32;
@@ -140,7 +149,7 @@ inline PersistPlan plan_persistent(int64_t B, int64_t H, int tw, int ta, int thr
     const int64_t BBg = std::max<int64_t>(1, ceil_div(B, d.sm_count));
     const int64_t BC = bc_fit(R, round_up(BBg, 4));
     const int64_t smem = smem_for(R, BC);
-    const int occ = blocks_per_sm(d, k, threads, smem);
+    const int occ = occ_of(smem);
     if (occ < 1) { pl.why = "the persistent kernel cannot be resident on an SM"; return pl; }
     return accept(1, R, BBg, ceil_div(B, BBg), BC, smem, occ);
   }
@@ -156,11 +165,18 @@ inline PersistPlan plan_persistent(int64_t B, int64_t H, int tw, int ta, int thr
     const int64_t BC = bc_fit(R, round_up(BBg, 4));
     const int64_t smem = smem_for(R, BC);
     if (smem > smax) continue;
-    const int occ = blocks_per_sm(d, k, threads, smem);
+    const int occ = occ_of(smem);
     if (int64_t(occ) * d.sm_count >= G * NBg) return accept(G, R, BBg, NBg, BC, smem, occ);
   }
   pl.why = "the " + std::to_string(Gmin) + "+ CTAs per batch group cannot all be co-resident";
   return pl;
+}
+
+// The plan with the occupancy rule written out (blocks_per_sm): the emulator's, and the tests'.
+inline PersistPlan plan_persistent(int64_t B, int64_t H, int tw, int ta, int threads,
+                                   const DeviceProps& d, const KernelAttrs& k) {
+  return plan_persistent(B, H, tw, ta, threads, d, k,
+                         [&](int64_t smem) { return blocks_per_sm(d, k, threads, smem); });
 }
 
 }  // namespace cuda_detail

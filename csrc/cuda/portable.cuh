@@ -10,16 +10,21 @@
 //  - shared memory only through RNNF_SHARED (static arrays) and RNNF_DYNAMIC_SHARED (the extern
 //    dynamic buffer);
 //  - no inline asm in a kernel body: a named device function here with both versions
-//    (ld_acquire_gpu);
+//    (ld_acquire_gpu, backoff, spin_limit_trap);
 //  - only the built-ins listed here (add a line to both branches when a kernel needs another).
 #pragma once
 
 #ifndef RNNFUSED_EMULATE
 // ------------------------------------------------------------------------------------------------
 // nvcc: CUDA itself.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
+#error "rnnfused's CUDA kernels need compute capability 7.0 or newer (the group barrier's ld.acquire and __nanosleep): remove the architectures below 7.0 from TORCH_CUDA_ARCH_LIST"
+#endif
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <cstdio>
 
 #define RNNF_SHARED(type, name, dims) __shared__ type name dims
 #define RNNF_DYNAMIC_SHARED(type, name, align) extern __shared__ __align__(align) type name[]
@@ -39,6 +44,16 @@ __device__ __forceinline__ unsigned ld_relaxed_gpu(const unsigned* p) {
   asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
+// Backoff in a spin: the thread sleeps about `ns` nanoseconds (sm_70+), leaving the SM's issue
+// slots and the memory system to the threads that will release it.
+__device__ __forceinline__ void backoff(unsigned ns) { __nanosleep(ns); }
+// A spin past its limit (debug builds, RNNFUSED_SPIN_LIMIT): a message and a trap instead of a
+// hang, so that a run on a GPU fails with a cause.
+__device__ __forceinline__ void spin_limit_trap(const char* what, unsigned seen, unsigned target) {
+  printf("rnnfused: %s: block %d spun past RNNFUSED_SPIN_LIMIT (counter %u, waiting for %u)\n", what,
+         (int)blockIdx.x, seen, target);
+  __trap();
+}
 }  // namespace rnnfused
 
 #else
@@ -56,5 +71,10 @@ __device__ __forceinline__ unsigned ld_relaxed_gpu(const unsigned* p) {
 namespace rnnfused {
 inline unsigned ld_acquire_gpu(const unsigned* p) { return ::simt::ld_acquire(p); }
 inline unsigned ld_relaxed_gpu(const unsigned* p) { return ::simt::ld_relaxed(p); }
+inline void backoff(unsigned ns) { ::simt::nanosleep(ns); }
+inline void spin_limit_trap(const char* what, unsigned seen, unsigned target) {
+  ::simt::trap(std::string(what) + ": spun past RNNFUSED_SPIN_LIMIT (counter " + std::to_string(seen) +
+               ", waiting for " + std::to_string(target) + ")");
+}
 }  // namespace rnnfused
 #endif

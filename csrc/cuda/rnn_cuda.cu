@@ -3,6 +3,7 @@
 // kernels in device/.
 #include <c10/util/Exception.h>
 
+#include "archs.h"
 #include "launch.h"
 #include "portable.cuh"
 #include "rnn_cuda.h"
@@ -38,6 +39,16 @@ void step_bwd_cuda(const StepBwdParams& p, c10::ScalarType dtype, void* stream) 
 
 const char* cuda_kernel_name(int64_t B, int64_t H, c10::ScalarType dtype, bool backward) {
   RNNFUSED_DTYPE_SWITCH(dtype, "cuda_kernel_name", kernel_name_impl, B, H, backward)
+}
+
+void cuda_built_archs(std::vector<int>* sass, std::vector<int>* ptx) {
+  const BuiltArchs b = built_archs();
+  *sass = b.sass;
+  *ptx = b.ptx;
+}
+
+PersistPlanInfo cuda_persistent_plan(int64_t B, int64_t H, c10::ScalarType dtype, bool backward) {
+  RNNFUSED_DTYPE_SWITCH(dtype, "cuda_persistent_plan", plan_info_impl, B, H, backward)
 }
 
 }  // namespace rnnfused

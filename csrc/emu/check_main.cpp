@@ -97,11 +97,17 @@ struct Case {
   const char* device;  // emulated device preset
   int64_t T, B, H;
   bool relu, reverse, lengths, grad_out, grad_hn;
+  int sms = 0;       // > 0: the emulated driver lets launches use only this many SMs (as MPS would)
+  int occ_cap = -1;  // >= 0: its occupancy calculator answers at most this many CTAs per SM
+  bool stress = false;  // a long sequence ("long-" before the device: the mutants' filters skip it)
   std::string name() const {
     char b[200];
-    std::snprintf(b, sizeof b, "%s-%s-%s-T%lld-B%lld-H%lld%s%s%s%s%s", dt_name(dt), kernel, device,
-                  (long long)T, (long long)B, (long long)H, relu ? "-relu" : "", reverse ? "-rev" : "",
-                  lengths ? "-len" : "", grad_out ? "" : "-nogout", grad_hn ? "" : "-nogh");
+    const std::string hooks = (sms ? "-" + std::to_string(sms) + "sm" : std::string()) +
+                              (occ_cap >= 0 ? "-occ" + std::to_string(occ_cap) : std::string());
+    std::snprintf(b, sizeof b, "%s-%s-%s%s%s-T%lld-B%lld-H%lld%s%s%s%s%s", dt_name(dt), kernel, stress ? "long-" : "", device,
+                  hooks.c_str(), (long long)T, (long long)B, (long long)H,
+                  relu ? "-relu" : "", reverse ? "-rev" : "", lengths ? "-len" : "", grad_out ? "" : "-nogout",
+                  grad_hn ? "" : "-nogh");
     return b;
   }
 };
@@ -125,7 +131,15 @@ std::vector<Case> make_cases(bool quick) {
         cs.push_back({dt, k, "h100", 3, 40, 20, false, false, true, true, true});  // B > 32: large tiles
       }
     }
+    // auto on a CTA-group plan whose cooperative launch the driver refuses (one SM for launches,
+    // as under MPS): the stepwise kernel runs instead, and the refusal is remembered.
+    cs.push_back({dt, "auto", "tiny", 4, 9, Hg, false, false, true, true, true, 1});
   }
+  // auto where the driver's occupancy calculator says the kernel cannot be resident at all (CUDA's
+  // rule written out says it can): the plan must follow the driver and not even try.
+  cs.push_back({DT::f32, "auto", "tiny", 3, 5, 33, false, false, true, true, true, 0, 0});
+  // The group barrier over a long sequence (G > 1, several batch groups).
+  if (!quick) cs.push_back({DT::f32, "persistent", "tiny", 200, 6, 33, false, false, true, true, true, 0, -1, true});
   return cs;
 }
 
@@ -158,6 +172,10 @@ struct Inputs {
   }
 };
 
+// The stream the checker launches on: not the default one, so that the emulated runtime can hold
+// the launchers' scratch memory to the stream of their launches.
+void* const kStream = reinterpret_cast<void*>(0x5);
+
 Result run(const Case& c, const Inputs& in) {
   Result r(c.dt, c);
   r.out = in.pre;  // the hoisted input projection: pre_t, overwritten with h_t
@@ -175,7 +193,7 @@ Result run(const Case& c, const Inputs& in) {
   p.h0 = const_cast<Buf&>(in.h0).data();
   p.w_hh = const_cast<Buf&>(in.w).data();
   p.hn = r.hn.data();
-  rnnfused::seq_fwd_cuda(p, dt_scalar(c.dt), nullptr);
+  rnnfused::seq_fwd_cuda(p, dt_scalar(c.dt), kStream);
   SeqBwdParams q;
   static_cast<rnnfused::SeqCommon&>(q) = static_cast<rnnfused::SeqCommon&>(p);
   q.grad_out = c.grad_out ? const_cast<Buf&>(in.gout).data() : nullptr;
@@ -185,7 +203,7 @@ Result run(const Case& c, const Inputs& in) {
   q.dz = r.dz.data();
   q.dz_first = r.dz_first.data();
   q.grad_h0 = r.gh0.data();
-  rnnfused::seq_bwd_cuda(q, dt_scalar(c.dt), nullptr);
+  rnnfused::seq_bwd_cuda(q, dt_scalar(c.dt), kStream);
   return r;
 }
 
@@ -292,6 +310,7 @@ std::vector<CellCase> make_cell_cases(bool quick) {
   for (DT dt : {DT::f32, DT::f64, DT::f16, DT::bf16}) {
     cs.push_back({dt, 5, 40, 33, false, true, true, true});
     cs.push_back({dt, 1, 3, 70, true, false, true, false});
+    cs.push_back({dt, 9, 5, 70, false, true, false, true});  // dz (630 elements) over 3 blocks
     if (!quick) {
       cs.push_back({dt, 9, 7, 1, false, true, false, true});
       cs.push_back({dt, 3, 300, 130, true, true, true, true});
@@ -336,7 +355,7 @@ CellResult run_cell(const CellCase& c, CellInputs& in) {
   p.I = c.I;
   p.H = c.H;
   p.cell.act = c.relu ? rnnfused::Act::Relu : rnnfused::Act::Tanh;
-  rnnfused::step_fwd_cuda(p, dt_scalar(c.dt), nullptr);
+  rnnfused::step_fwd_cuda(p, dt_scalar(c.dt), kStream);
   rnnfused::StepBwdParams q;
   q.grad_h_new = in.g.data();
   q.h_new = r.hnew.data();
@@ -349,7 +368,7 @@ CellResult run_cell(const CellCase& c, CellInputs& in) {
   q.I = c.I;
   q.H = c.H;
   q.cell = p.cell;
-  rnnfused::step_bwd_cuda(q, dt_scalar(c.dt), nullptr);
+  rnnfused::step_bwd_cuda(q, dt_scalar(c.dt), kStream);
   return r;
 }
 
@@ -415,6 +434,16 @@ std::string under_schedules(int nsched, Once once, Check check, std::vector<R>& 
   return "";
 }
 
+// c10 warnings (TORCH_WARN) counted, not printed: the refused-launch cases check theirs.
+struct CountingWarnings : c10::WarningHandler {
+  int refused = 0, other = 0;
+  void process(const c10::Warning& w) override {
+    if (w.msg().find("refused the cooperative launch") != std::string::npos) ++refused;
+    else ++other;
+  }
+};
+CountingWarnings g_warnings;
+
 struct Selection {
   std::string filter;
   bool list = false;
@@ -459,6 +488,7 @@ int main(int argc, char** argv) {
     }
   }
   nsched = std::max(1, std::min(nsched, kNumScheds));
+  c10::WarningUtils::set_warning_handler(&g_warnings);
   Selection sel;
   sel.filter = filter;
   sel.list = list;
@@ -466,17 +496,41 @@ int main(int argc, char** argv) {
   for_cases(make_cases(quick), sel, [&](const Case& c, uint64_t seed) {
     setenv("RNNFUSED_KERNEL", c.kernel, 1);
     rt::set_device_props(rt::device_preset(c.device));
+    rt::limit_sms(c.sms);
+    rt::cap_occupancy(c.occ_cap);
+    rt::reset_driver_stats();
+    const int warned_before = g_warnings.refused;
     const Inputs in(c, seed);
     // The case must run the kernel it names, with a CTA group where the device forces one.
     const bool group = std::strcmp(c.kernel, "persistent") == 0 && std::strcmp(c.device, "tiny") == 0;
+    const bool refused = c.sms > 0, unplanned = c.occ_cap == 0;
     auto check = [&](const simt::Stats& before, const simt::Stats& after) {
-      return group && after.cooperative_launches == before.cooperative_launches
-                 ? std::string("expected a cooperative launch (G > 1) on the tiny device")
-                 : std::string();
+      if (unplanned && after.cooperative_launches != before.cooperative_launches)
+        return std::string("a cooperative launch ran where the driver's occupancy is 0");
+      if (group && after.cooperative_launches == before.cooperative_launches)
+        return std::string("expected a cooperative launch (G > 1) on the tiny device");
+      if (refused && after.cooperative_launches != before.cooperative_launches)
+        return std::string("a cooperative launch ran where the driver grants too few SMs");
+      if (refused && after.launches == before.launches)
+        return std::string("no kernel ran after the refused cooperative launch");
+      return std::string();
     };
     std::vector<Result> results;
     std::string err = under_schedules(nsched, [&] { return run(c, in); }, check, results);
     if (!err.empty()) return err;
+    // One refused launch per pass (forward, backward), in the first run only: the refusal is
+    // remembered, and later runs go to the stepwise kernel without asking the driver again.
+    const rt::DriverStats ds = rt::driver_stats();
+    if (refused && (ds.cooperative_refused != 2 || ds.cooperative_attempts != 2))
+      return "expected the driver to refuse 2 cooperative launches (forward, backward) once, got " +
+             std::to_string(ds.cooperative_refused) + " refused of " + std::to_string(ds.cooperative_attempts) +
+             " over " + std::to_string(results.size()) + " runs";
+    if (refused && g_warnings.refused - warned_before != 1)
+      return "expected one warning for the refused launches (one reason, one device), got " +
+             std::to_string(g_warnings.refused - warned_before);
+    if (unplanned && ds.cooperative_attempts != 0)
+      return "the plan ignored the driver's occupancy (0 CTAs per SM): " +
+             std::to_string(ds.cooperative_attempts) + " cooperative launches attempted";
     const Result& r = results[0];
     const Ref f = reference(c, in, r.out);
     compare(c, "output", r.out, f.out, &err) || compare(c, "h_n", r.hn, f.hn, &err) ||

@@ -189,7 +189,7 @@ Options g_opt;
 
 struct AtomicStats {
   std::atomic<long long> launches{0}, cooperative_launches{0}, blocks{0}, threads{0},
-      switches{0}, barriers{0}, shuffles{0}, stale_reads{0};
+      switches{0}, barriers{0}, shuffles{0}, stale_reads{0}, sleeps{0};
 } g_stats;
 std::mutex g_names_mu;
 std::unordered_map<std::string, long long> g_launches_by_name;
@@ -690,6 +690,7 @@ Stats stats() {
   s.barriers = g_stats.barriers;
   s.shuffles = g_stats.shuffles;
   s.stale_reads = g_stats.stale_reads;
+  s.sleeps = g_stats.sleeps;
   return s;
 }
 
@@ -712,6 +713,7 @@ void reset_stats() {
   g_stats.barriers = 0;
   g_stats.shuffles = 0;
   g_stats.stale_reads = 0;
+  g_stats.sleeps = 0;
 }
 
 void launch(const LaunchConfig& cfg, const std::function<void()>& body) {
@@ -821,6 +823,18 @@ void preempt_point() {
     f.st = St::kRunnable;
     yield(L, f);
   }
+}
+
+void nanosleep(unsigned) {
+  SIMT_TSAN_IGNORE;
+  cur();  // only inside a kernel
+  ++g_stats.sleeps;
+  preempt_point();
+}
+
+void trap(const std::string& msg) {
+  SIMT_TSAN_IGNORE;
+  fail("__trap: " + msg);
 }
 
 void threadfence() {

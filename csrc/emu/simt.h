@@ -4,8 +4,9 @@
 //
 // What a kernel sees here, through csrc/cuda/portable.cuh:
 //   threadIdx / blockIdx / blockDim / gridDim, __syncthreads, __shfl_xor_sync, __ldg / __ldcg /
-//   __stcg, __threadfence, atomicAdd, an acquire load (ld_acquire_gpu), static and dynamic shared
-//   memory, __half / __nv_bfloat16 with CUDA's conversions, min / max / fma / tanh.
+//   __stcg, __threadfence, atomicAdd, an acquire load (ld_acquire_gpu), __nanosleep (backoff),
+//   __trap, static and dynamic shared memory, __half / __nv_bfloat16 with CUDA's conversions,
+//   min / max / fma / tanh.
 // How it runs (csrc/emu/simt.cpp): every CUDA thread is a fiber on the calling host thread; a
 // scheduler switches between fibers only at the primitives above, under one of several
 // schedules (in order, reversed, random with preemption). It checks what a GPU run would not:
@@ -130,7 +131,7 @@ void launch(const LaunchConfig& cfg, const std::function<void()>& body);
 
 struct Stats {
   long long launches = 0, cooperative_launches = 0, blocks = 0, threads = 0, switches = 0,
-            barriers = 0, shuffles = 0, stale_reads = 0;
+            barriers = 0, shuffles = 0, stale_reads = 0, sleeps = 0;
 };
 Stats stats();
 void reset_stats();
@@ -148,6 +149,10 @@ const ThreadVars& vars();
 void syncthreads(const char* file, int line);
 void threadfence();
 void preempt_point();
+// __nanosleep: a backoff in a spin (counted; the scheduler may switch here).
+void nanosleep(unsigned ns);
+// A kernel's deliberate trap (__trap): the launch fails with `msg`.
+[[noreturn]] void trap(const std::string& msg);
 unsigned atomic_add(unsigned* p, unsigned v);
 unsigned ld_acquire(const unsigned* p);
 unsigned ld_relaxed(const unsigned* p);

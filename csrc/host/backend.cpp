@@ -110,5 +110,30 @@ const char* cuda_kernel_name(int64_t B, int64_t H, c10::ScalarType dtype, bool b
 #endif
 }
 
+void cuda_built_archs(std::vector<int>* sass, std::vector<int>* ptx) {
+#if RNNFUSED_HAS_CUDA_PATH
+  rnnfused::cuda_built_archs(sass, ptx);
+#else
+  (void)sass, (void)ptx;
+  TORCH_CHECK(false, "rnnfused: this build has no CUDA kernels");
+#endif
+}
+
+std::vector<std::pair<std::string, int64_t>> cuda_persistent_plan(int64_t B, int64_t H, c10::ScalarType dtype,
+                                                                  bool backward, std::string* why) {
+#if RNNFUSED_HAS_CUDA_PATH
+  const PersistPlanInfo i = rnnfused::cuda_persistent_plan(B, H, dtype, backward);
+  *why = i.why;
+  return {{"ok", i.ok},           {"G", i.G},
+          {"NBg", i.NBg},         {"ctas", int64_t(i.G) * i.NBg},
+          {"threads", i.threads}, {"regs", i.regs},
+          {"smem", i.smem},       {"sm_count", i.sm_count},
+          {"driver_per_sm", i.driver_per_sm}, {"rule_per_sm", i.rule_per_sm}};
+#else
+  (void)B, (void)H, (void)dtype, (void)backward, (void)why;
+  TORCH_CHECK(false, "rnnfused: this build has no CUDA kernels");
+#endif
+}
+
 }  // namespace backend
 }  // namespace rnnfused

@@ -13,6 +13,9 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #ifdef RNNFUSED_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -87,6 +90,16 @@ void step_bwd(const StepBwdParams& p, const StepTarget& on);
 // The CUDA kernel the launcher picks for these sizes now ("stepwise" or "persistent"). Only
 // where kHasCudaPath; raises otherwise.
 const char* cuda_kernel_name(int64_t B, int64_t H, c10::ScalarType dtype, bool backward);
+
+// The persistent kernel's plan for these sizes on the current device and the co-residency it
+// rests on (rnn_cuda.h: PersistPlanInfo), as (name, value) pairs; `why` receives the reason when
+// there is no plan. Only where kHasCudaPath; raises otherwise.
+std::vector<std::pair<std::string, int64_t>> cuda_persistent_plan(int64_t B, int64_t H, c10::ScalarType dtype,
+                                                                  bool backward, std::string* why);
+
+// The architectures the CUDA code was compiled for: XY of each sm_XY and of each compute_XY
+// (PTX). Only where kHasCudaPath; raises otherwise.
+void cuda_built_archs(std::vector<int>* sass, std::vector<int>* ptx);
 
 }  // namespace backend
 }  // namespace rnnfused

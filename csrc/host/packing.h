@@ -13,6 +13,7 @@ struct Packing {
   int64_t T = 0, B = 0, N = 0;
   at::Tensor lengths;  // (B,) int64 on the data's device
   at::Tensor index;    // (N,) int64 on the data's device: packed row n -> t·B + b
+  // (Both views of one buffer, copied to the device once per call without a host sync.)
 
   // (N, F) -> (T, B, F), zeros where inactive. Differentiable (index_copy_ into fresh zeros).
   at::Tensor pad(const at::Tensor& packed) const {

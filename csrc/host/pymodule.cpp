@@ -5,12 +5,16 @@
 //   switches()          every RNNFUSED_* environment switch (csrc/switches.h)
 //   cpu_isa()           the instruction set the CPU kernels run with now
 //   cuda_kernel_name()  the CUDA launcher's kernel choice (only where the CUDA path is built)
+//   cuda_persistent_plan()  the persistent kernel's plan and co-residency (likewise)
+//   cuda_archs()        the architectures the CUDA code was compiled for (likewise)
 #include <Python.h>
 
 #include <ATen/ATen.h>
 
 #include <exception>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../cpu/rnn_cpu.h"
 #include "../switches.h"
@@ -46,22 +50,69 @@ PyObject* py_switches(PyObject*, PyObject*) {
   return list;
 }
 
+c10::ScalarType dtype_of(const std::string& d) {
+  return d == "float64" ? at::kDouble : d == "float16" ? at::kHalf : d == "bfloat16" ? at::kBFloat16 : at::kFloat;
+}
+
 PyObject* py_cuda_kernel_name(PyObject*, PyObject* args) {
   long long B = 0, H = 0;
   const char* dtype = nullptr;
   int backward = 0;
   if (!PyArg_ParseTuple(args, "LLsp", &B, &H, &dtype, &backward)) return nullptr;
-  const std::string d(dtype);
-  c10::ScalarType st = d == "float64"   ? at::kDouble
-                       : d == "float16" ? at::kHalf
-                       : d == "bfloat16" ? at::kBFloat16
-                                         : at::kFloat;
+  const c10::ScalarType st = dtype_of(dtype);
   try {
     return PyUnicode_FromString(rnnfused::backend::cuda_kernel_name(B, H, st, backward != 0));
   } catch (const std::exception& e) {  // never let a C++ exception cross into Python's C API
     PyErr_SetString(PyExc_RuntimeError, e.what());
     return nullptr;
   }
+}
+
+// {"ok": 0/1, "why": str, "G", "NBg", "ctas", "threads", "regs", "smem", "sm_count",
+//  "driver_per_sm", "rule_per_sm"}
+PyObject* py_cuda_persistent_plan(PyObject*, PyObject* args) {
+  long long B = 0, H = 0;
+  const char* dtype = nullptr;
+  int backward = 0;
+  if (!PyArg_ParseTuple(args, "LLsp", &B, &H, &dtype, &backward)) return nullptr;
+  std::string why;
+  std::vector<std::pair<std::string, int64_t>> fields;
+  try {
+    fields = rnnfused::backend::cuda_persistent_plan(B, H, dtype_of(dtype), backward != 0, &why);
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+  PyObject* d = PyDict_New();
+  if (!d) return nullptr;
+  for (const auto& [k, v] : fields) {
+    PyObject* o = PyLong_FromLongLong(v);
+    if (!o || PyDict_SetItemString(d, k.c_str(), o) < 0) { Py_XDECREF(o); Py_DECREF(d); return nullptr; }
+    Py_DECREF(o);
+  }
+  PyObject* w = PyUnicode_FromString(why.c_str());
+  if (!w || PyDict_SetItemString(d, "why", w) < 0) { Py_XDECREF(w); Py_DECREF(d); return nullptr; }
+  Py_DECREF(w);
+  return d;
+}
+
+PyObject* int_list(const std::vector<int>& v) {
+  PyObject* l = PyList_New(static_cast<Py_ssize_t>(v.size()));
+  if (!l) return nullptr;
+  for (size_t i = 0; i < v.size(); ++i) PyList_SET_ITEM(l, i, PyLong_FromLong(v[i]));
+  return l;
+}
+
+// ([XY of each sm_XY], [XY of each compute_XY])
+PyObject* py_cuda_archs(PyObject*, PyObject*) {
+  std::vector<int> sass, ptx;
+  try {
+    rnnfused::backend::cuda_built_archs(&sass, &ptx);
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+  return Py_BuildValue("(NN)", int_list(sass), int_list(ptx));
 }
 
 PyMethodDef methods[] = {
@@ -78,6 +129,12 @@ PyMethodDef methods[] = {
 PyMethodDef cuda_path_methods[] = {
     {"cuda_kernel_name", py_cuda_kernel_name, METH_VARARGS,
      "cuda_kernel_name(B, H, dtype: str, backward: bool) -> the kernel the CUDA launcher picks."},
+    {"cuda_persistent_plan", py_cuda_persistent_plan, METH_VARARGS,
+     "cuda_persistent_plan(B, H, dtype: str, backward: bool) -> the persistent kernel's plan on the "
+     "current device and its co-resident CTAs per SM, from the driver and from CUDA's rule."},
+    {"cuda_archs", py_cuda_archs, METH_NOARGS,
+     "cuda_archs() -> ([XY of each sm_XY], [XY of each compute_XY (PTX)]): the architectures the "
+     "CUDA code was compiled for."},
     {nullptr, nullptr, 0, nullptr}};
 
 #ifndef TORCH_EXTENSION_NAME  // set by torch.utils.cpp_extension: the module's own name

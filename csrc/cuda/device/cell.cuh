@@ -11,7 +11,8 @@
 //   grad_h = dz W_hh. One thread per output column c of [grad_x | grad_h] (c < I: W_ih's column
 //   c; else W_hh's column c - I; consecutive threads read consecutive columns of a row of W:
 //   coalesced), for kCellRows batch rows at a time; dz formed on the fly from g and h_new (the
-//   same address across a warp: one broadcast load). Block 0 also stores dz.
+//   same address across a warp: one broadcast load). The blocks also store dz, grid-stride (the
+//   grid has at least ceil(B·H / threads) blocks, up to a cap: extra blocks only store dz).
 //
 // Cells with NG = Cell::kGates > 1 gate blocks (W_ih (NG·H, I), W_hh (NG·H, H), biases (NG·H),
 // gate blocks in PyTorch's order) or a second state (Cell::kHasC) are refused by a
@@ -24,7 +25,7 @@
 //    one warp per unit.
 //  - backward: dz is (B, NG·H) and each of its elements needs the whole unit (all gate values,
 //    c, the second state's gradient), which the forward then saves; dz can no longer be formed
-//    on the fly per element. A first pass writes dz (today block 0's loop, over B·H units,
+//    on the fly per element. A first pass writes dz (today the grid-stride loop, over B·H units,
 //    writing NG elements each; a separate launch, since the other blocks read it), then the
 //    products run n over the NG·H rows of W reading dz: grad_x[b][c] = Σ_{n < NG·H} dz[b][n]
 //    W_ih[n][c], grad_h likewise. Output columns and grid are unchanged (I + H).
@@ -108,11 +109,9 @@ __global__ void __launch_bounds__(kCellThreads) cell_bwd_kernel(CellArgs<T> a) {
                 "cell_bwd_kernel: cells with gates or a second state plug in as this file's header says");
   using A = acc_t<T>;
   const int64_t B = a.B, I = a.I, H = a.H;
-  if (blockIdx.x == 0) {  // dz itself
-    for (int64_t i = threadIdx.x; i < B * H; i += kCellThreads)
-      a.dz[i] = Cvt<T>::from(
-          Cell::template backward<DeviceMath>(to_acc(a.grad[i]), to_acc(a.h_new[i]), a.act));
-  }
+  // dz itself, spread over the whole grid (grid-stride; the launcher sizes the grid for it too).
+  for (int64_t i = (int64_t)blockIdx.x * kCellThreads + threadIdx.x; i < B * H; i += (int64_t)gridDim.x * kCellThreads)
+    a.dz[i] = Cvt<T>::from(Cell::template backward<DeviceMath>(to_acc(a.grad[i]), to_acc(a.h_new[i]), a.act));
   // Columns of [grad_x | grad_h] this launch computes: only the gradients asked for.
   const int64_t c_begin = a.grad_x ? 0 : I, c_end = a.grad_h ? I + H : I;
   const int64_t c = c_begin + (int64_t)blockIdx.x * kCellThreads + threadIdx.x;

@@ -84,12 +84,27 @@ __device__ __forceinline__ A warp_reduce16(A (&v)[16], int lane) {
 // Barrier of the G CTAs of one group. The counter only grows (target = G * (steps done)); the
 // comparison is wrap-safe. Pattern as cooperative_groups' grid sync: bar.sync, then thread 0
 // fences (release, cumulative over the CTA's writes), arrives, spins with ld.acquire.gpu, fences.
+// The spin backs off (a sleep doubling from kBackoffMinNs to kBackoffMaxNs) so that G waiting
+// CTAs do not hammer the counter's L2 line; the cap bounds what the backoff adds to a step.
+// Debug builds (RNNFUSED_SPIN_LIMIT) trap with a message after that many spins instead of hanging.
+constexpr unsigned kBackoffMinNs = 32, kBackoffMaxNs = 256;
 __device__ __forceinline__ void group_barrier(unsigned* counter, unsigned target) {
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();
     atomicAdd(counter, 1u);
-    while (static_cast<int>(ld_acquire_gpu(counter) - target) < 0) {
+    unsigned ns = kBackoffMinNs;
+#ifdef RNNFUSED_SPIN_LIMIT
+    unsigned spins = 0;
+#endif
+    for (;;) {
+      const unsigned seen = ld_acquire_gpu(counter);
+      if (static_cast<int>(seen - target) >= 0) break;
+#ifdef RNNFUSED_SPIN_LIMIT
+      if (++spins > (RNNFUSED_SPIN_LIMIT)) spin_limit_trap("group_barrier", seen, target);
+#endif
+      backoff(ns);
+      ns = ns < kBackoffMaxNs ? 2 * ns : kBackoffMaxNs;
     }
     __threadfence();
   }
