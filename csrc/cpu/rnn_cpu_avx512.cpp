@@ -13,9 +13,12 @@
 #if __GNUC__ < 13
 // GCC 12's avx512fintrin.h (_mm512_max_ps, _mm512_min_ps, ... via _mm512_undefined_ps, a
 // deliberately uninitialised pass-through) warns "'__Y' may be used uninitialized" wherever ATen's
-// Vectorized<float> max/min/clamp inline into this file: GCC bug 105593, fixed in GCC 13. A false
-// positive (the pass-through is unused under a full mask); silenced for this file only.
+// Vectorized<float> max/min/clamp inline into this file, and "'__Y' is used uninitialized" where
+// the LSTM's gates_fwd_row inlines them twice (tanh of the gate and of c): GCC bug 105593, fixed
+// in GCC 13. A false positive (the pass-through is unused under a full mask); both silenced for
+// this file only.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #endif
 // Headers such as sleef.h declare their entry points only under these macros, which a target
