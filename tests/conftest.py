@@ -29,7 +29,8 @@ def cpu_kernel(request, monkeypatch):
 # The big option matrices of test_rnn.py: the quick tier (-m "not slow and not emulated", the
 # README's check of an install) runs a fixed 1/N sample of each: for every cell and CPU kernel,
 # the same option combinations (chosen by a checksum of their values); the others carry the
-# `slow` mark, so the full suite (CI) still runs every combination.
+# `slow` and `matrix_rest` marks, so the full suite (CI) still runs every combination (CI's second,
+# older-torch stage skips `matrix_rest`: the combinations do not depend on the torch version).
 QUICK_SHARE = {
     "test_rnn.py::test_feature_matrix": 4,
     "test_rnn.py::test_unbatched": 3,
@@ -47,3 +48,4 @@ def pytest_collection_modifyitems(config, items):
         options = sorted((k, repr(v)) for k, v in item.callspec.params.items() if k not in _KEEP_WHOLE)
         if zlib.crc32(repr(options).encode()) % n:
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.matrix_rest)
