@@ -36,7 +36,7 @@ from rnnfused import FusedRNN, FusedRNNCell
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rnnbench.cells import CELLS, onednn_rule, torch_path  # noqa: E402
-from rnnbench.env import OtherLoad, cpu_isa, cpu_model, git_rev  # noqa: E402
+from rnnbench.env import OtherLoad, cpu_isa, cpu_model, git_rev, tf32_pinned  # noqa: E402
 
 # (kind, B, H, L, T): kind "rnn" = the sequence module (FusedRNN vs nn.RNN, FusedLSTM vs nn.LSTM),
 # "cell" = the cell (FusedRNNCell vs nn.RNNCell, FusedLSTMCell vs nn.LSTMCell).
@@ -286,10 +286,13 @@ def main(argv=None):
     cell = CELLS[args.cell]
     if args.device == "cuda" and not (torch.cuda.is_available() and rnnfused.built_with_cuda()):
         p.error("--device cuda needs a CUDA device and a CUDA build of rnnfused")
-    # TF32 off on both sides (cuDNN would use it for nn.RNN's float32 otherwise), as in bench_rnn.py.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(args.threads)
+    # TF32 off on both sides (cuDNN would use it for nn.RNN's float32 otherwise), as in bench_rnn.py.
+    with tf32_pinned(False):
+        return _run(args, argv, cell, rows_run)
+
+
+def _run(args, argv, cell, rows_run):
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cell": f"{cell.name} (rnnfused.{cell.fused_name} / {cell.fused_cell_name} vs "

@@ -238,15 +238,15 @@ def test_ort_lstm_contender_runs_the_onnx_lstm_operator():
 @pytest.fixture
 def in_process(monkeypatch):
     """Runs a bench command's main() in this process (no second torch import): restores the thread
-    count and TF32 flags it sets, fixes the CPU floor's rates (1 GFLOP/s, L2 1 GB/s) so the floor
-    is known exactly."""
+    count it sets (main restores the TF32 flags itself: env.tf32_pinned, asserted here), fixes the
+    CPU floor's rates (1 GFLOP/s, L2 1 GB/s) so the floor is known exactly."""
     from rnnbench import cli
     monkeypatch.setattr(cli, "cpu_rates", lambda dtype: (1e9, 1e9, "test rates"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     saved = (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     yield cli.main
     torch.set_num_threads(saved[0])
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved[1:]
 
 
 def _csv(path):
@@ -316,7 +316,7 @@ def test_stepping_lstm_rows(tmp_path, monkeypatch):
                             "--warmup", "0", "--report", str(report)])
     finally:
         torch.set_num_threads(saved[0])
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved[1:]
     assert rc == 0
     text = report.read_text()
     assert text.startswith("# Stepping: FusedLSTM / FusedLSTMCell vs nn.LSTM / nn.LSTMCell")

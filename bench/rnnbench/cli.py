@@ -11,7 +11,7 @@ import torch
 from .cells import CELLS
 from .config import DTYPES, MODES, cfg, preset
 from .contenders import Setup, contender_specs
-from .env import OtherLoad, env_info, header_lines, load_average
+from .env import OtherLoad, env_info, header_lines, load_average, tf32_pinned
 from .plot import write_memory_plot, write_plot
 from .report import _write, columns, table_lines, target_summary, write_csv, write_report
 from .rows import bench_config
@@ -200,9 +200,11 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    # Pin TF32 the same for both sides; nn.RNN's cuDNN path would otherwise use TF32 by default.
-    torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    torch.backends.cudnn.allow_tf32 = args.tf32
+    with tf32_pinned(args.tf32):  # the same for both sides
+        return _run(args)
+
+
+def _run(args):
     configs = configs_from_args(args)
     modes = list(dict.fromkeys(args.modes))
     cell = CELLS[args.cell]

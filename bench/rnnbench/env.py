@@ -1,4 +1,5 @@
 """The environment block printed with every table: device, processor, threads, load, versions."""
+import contextlib
 import datetime
 import os
 import platform
@@ -12,6 +13,22 @@ import torch
 from .cells import onednn_rule
 from .config import DTYPE_NAME
 
+
+
+@contextlib.contextmanager
+def tf32_pinned(on):
+    """TF32 pinned the same for both sides while the benchmark runs (nn.RNN's cuDNN path would use
+    it by default), restored after. cuDNN's flag goes through cudnn.flags(), the sanctioned way:
+    once torch's own test utilities are imported (the tests run the scripts in-process), a plain
+    assignment to torch.backends.cudnn.allow_tf32 raises."""
+    b, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    prev = matmul.allow_tf32
+    matmul.allow_tf32 = on
+    try:
+        with b.flags(enabled=b.enabled, benchmark=b.benchmark, deterministic=b.deterministic, allow_tf32=on):
+            yield
+    finally:
+        matmul.allow_tf32 = prev
 
 def cpu_model():
     try:
