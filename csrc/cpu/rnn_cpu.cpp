@@ -39,52 +39,12 @@
 #include "rnn_cpu.h"
 #include "rnn_cpu_lstm.h"
 #include "rnn_cpu_steps.h"
+#include "seq_common.h"
 #include "row_table.h"
 
 namespace rnnfused {
 namespace cpu {
 namespace {
-
-// Per-item lengths, validated, or all T.
-struct Lengths {
-  const int64_t* len = nullptr;
-  int64_t T = 0;
-  bool sorted_desc = true;  // items active at any step then form a prefix of the batch
-
-  Lengths(const int64_t* l, int64_t B, int64_t T_) : len(l), T(T_) {
-    if (!len) return;
-    for (int64_t b = 0; b < B; ++b) {
-      TORCH_CHECK(len[b] >= 0 && len[b] <= T, "rnnfused: lengths[", b, "] = ", len[b],
-                  " is outside [0, ", T, "]");
-      if (b > 0 && len[b] > len[b - 1]) sorted_desc = false;
-    }
-  }
-  bool masked() const { return len != nullptr; }
-  int64_t of(int64_t b) const { return len ? len[b] : T; }
-  bool active(int64_t b, int64_t t) const { return t < of(b); }
-  // The step whose previous state is h0.
-  int64_t first_step(int64_t b, bool reverse) const { return reverse ? of(b) - 1 : 0; }
-  // Active rows at step t if they form a prefix (sorted lengths), else B.
-  int64_t rows_to_compute(int64_t B, int64_t t) const {
-    if (!len || !sorted_desc) return B;
-    // First item inactive at t (t >= its length): the lengths are non-increasing.
-    return std::upper_bound(len, len + B, t, [](int64_t tt, int64_t l) { return tt >= l; }) - len;
-  }
-};
-
-// Row-major C(m×n) = beta·C + A(m×k) · (trans_b ? B(n×k)ᵀ : B(k×n)) through ATen's BLAS.
-template <typename T>
-void gemm(T* C, const T* A, const T* Bm, int64_t m, int64_t n, int64_t k, bool trans_b,
-          bool accumulate) {
-  if (m == 0) return;
-  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  at::Tensor c = at::from_blob(C, {m, n}, opts);
-  const at::Tensor a = at::from_blob(const_cast<T*>(A), {m, k}, opts);
-  const at::Tensor b = trans_b ? at::from_blob(const_cast<T*>(Bm), {n, k}, opts).t()
-                               : at::from_blob(const_cast<T*>(Bm), {k, n}, opts);
-  if (accumulate) c.addmm_(a, b);
-  else at::mm_out(c, a, b);
-}
 
 // Rows per task for at::parallel_for over an elementwise pass, so each task has at least 2^15
 // elements (a fork/join costs a few µs).

@@ -40,54 +40,12 @@
 #include "../policy.h"
 #include "panel_pack.h"
 #include "rnn_cpu_steps.h"
+#include "seq_common.h"
 #include "row_table.h"
 
 namespace rnnfused {
 namespace cpu {
 namespace {
-
-// Row-major C(m×n) = A(m×k) · (trans_b ? B(n×k)ᵀ : B(k×n)) through ATen's BLAS, onto C when
-// accumulate.
-template <typename T>
-void gemm(T* C, const T* A, const T* Bm, int64_t m, int64_t n, int64_t k, bool trans_b,
-          bool accumulate) {
-  if (m == 0 || n == 0) return;
-  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  at::Tensor c = at::from_blob(C, {m, n}, opts);
-  if (k == 0) {
-    if (!accumulate) c.zero_();
-    return;
-  }
-  const at::Tensor a = at::from_blob(const_cast<T*>(A), {m, k}, opts);
-  const at::Tensor b = trans_b ? at::from_blob(const_cast<T*>(Bm), {n, k}, opts).t()
-                               : at::from_blob(const_cast<T*>(Bm), {k, n}, opts);
-  if (accumulate) c.addmm_(a, b);
-  else at::mm_out(c, a, b);
-}
-
-// Per-item lengths (validated), or all T.
-struct Lengths {
-  const int64_t* len = nullptr;
-  int64_t T = 0;
-  bool sorted_desc = true;
-
-  Lengths(const int64_t* l, int64_t B, int64_t T_) : len(l), T(T_) {
-    if (!len) return;
-    for (int64_t b = 0; b < B; ++b) {
-      TORCH_CHECK(len[b] >= 0 && len[b] <= T, "rnnfused: lengths[", b, "] = ", len[b],
-                  " is outside [0, ", T, "]");
-      if (b > 0 && len[b] > len[b - 1]) sorted_desc = false;
-    }
-  }
-  int64_t of(int64_t b) const { return len ? len[b] : T; }
-  bool active(int64_t b, int64_t t) const { return t < of(b); }
-  int64_t first_step(int64_t b, bool reverse) const { return reverse ? of(b) - 1 : 0; }
-  // Rows a GEMM at step t must cover: the active prefix where the lengths are sorted, else B.
-  int64_t rows(int64_t B, int64_t t) const {
-    if (!len || !sorted_desc) return B;
-    return std::upper_bound(len, len + B, t, [](int64_t tt, int64_t l) { return tt >= l; }) - len;
-  }
-};
 
 template <typename T, class C>
 void fwd_gemm(const SeqFwdParams& p) {
@@ -112,7 +70,7 @@ void fwd_gemm(const SeqFwdParams& p) {
     T* ct = cs + t * B * H;
     T* ot = out + t * B * P;
     T* ht = proj ? hp + t * B * H : ot;  // h̃_t
-    const int64_t m = L.rows(B, t);
+    const int64_t m = L.rows_to_compute(B, t);
     gemm<T>(z, h.data(), W, m, GH, P, /*trans_b=*/true, /*accumulate=*/true);
     for (int64_t b = 0; b < B; ++b) {
       if (!L.active(b, t)) {
@@ -164,7 +122,7 @@ void bwd_gemm(const SeqBwdParams& p) {
   std::fill(dz_first, dz_first + B * GH, T(0));
   for (int64_t s = 0; s < T_; ++s) {
     const int64_t t = p.reverse ? s : T_ - 1 - s;
-    const int64_t m = L.rows(B, t);
+    const int64_t m = L.rows_to_compute(B, t);
     T* dzt = dz + t * B * GH;
     // dL/dh_t for the active rows (the others: zero, so nothing flows through them).
     for (int64_t b = 0; b < B; ++b) {
