@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's newcomer path, timed on a clean clone (issue 21): install (CPU-only: no GPU here),
+# the same install again, the quick tier, the benchmark, the full suite. Logs to $OUT.
 # Usage: tools/measure_first_hour.sh [SOURCE_REPO [CLONE_DIR [TIMES_FILE]]]; FULL=0 skips the full suite.
 # Run it on an idle machine (say the load with the figures); the README's times come from it.
-# the same install again, the quick tier, the benchmark, the full suite. Logs to $OUT.
 set -uo pipefail
 SRC=${1:-$(git -C "$(dirname "$0")" rev-parse --show-toplevel)}; DIR=${2:-/tmp/rnnfused-first-hour}; OUT=${3:-$PWD/first-hour-times.txt}
 rm -rf "$DIR"; git clone -q "$SRC" "$DIR"; cd "$DIR"
