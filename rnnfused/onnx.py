@@ -69,31 +69,44 @@ def _iofc(w: Tensor, H: int) -> Tensor:
     return torch.cat([w[b * H : (b + 1) * H] for b in _ONNX_LSTM_BLOCKS])
 
 
-def rnn_symbolic(module, x: Tensor, hx: Tensor, weights: List[Tensor], batch_sizes: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-    """FusedRNN's forward as ONNX RNN nodes (dynamo exporter). x (T, B, I), hx (L·D, B, H)."""
-    _check_exportable("FusedRNN", "RNN", module.training, module.dropout, batch_sizes)
+def _layers_symbolic(op: str, module, x: Tensor, states: List[Tensor], weights: List[Tensor], order,
+                     attrs: dict) -> Tuple[Tensor, List[Tensor]]:
+    """The module's layers as ONNX `op` nodes (RNN or LSTM: the same inputs X, W, R, B,
+    sequence_lens, then one initial state per element of `states`, each (L·D, B, H); Y then the
+    final states). `order` puts a weight's or bias's gate blocks in ONNX's order. Returns the last
+    layer's output (T, B, D·H) and each final state over the layers (L·D, B, H)."""
     D = 2 if module.bidirectional else 1
     P = 4 if module.bias else 2
     H = module.hidden_size
-    act = "Relu" if module.mode == "RNN_RELU" else "Tanh"
     T, B = x.shape[0], x.shape[1]
     layer_in = x
-    h_n = []
+    finals: List[List[Tensor]] = [[] for _ in states]
     for layer in range(module.num_layers):
         per_dir = [weights[(layer * D + d) * P : (layer * D + d + 1) * P] for d in range(D)]
-        W = torch.stack([w[0] for w in per_dir])
-        R = torch.stack([w[1] for w in per_dir])
-        bias = torch.stack([torch.cat([w[2], w[3]]) for w in per_dir]) if module.bias else None
-        y, y_h = torch.onnx.ops.symbolic_multi_out(
-            "RNN",
-            [layer_in, W, R, bias, None, hx[layer * D : (layer + 1) * D]],
-            {"activations": [act] * D, "direction": "bidirectional" if D == 2 else "forward", "hidden_size": H},
-            dtypes=[x.dtype, x.dtype],
-            shapes=[(T, D, B, H), (D, B, H)],
+        W = torch.stack([order(w[0]) for w in per_dir])
+        R = torch.stack([order(w[1]) for w in per_dir])
+        bias = torch.stack([torch.cat([order(w[2]), order(w[3])]) for w in per_dir]) if module.bias else None
+        s = slice(layer * D, (layer + 1) * D)
+        y, *y_states = torch.onnx.ops.symbolic_multi_out(
+            op,
+            [layer_in, W, R, bias, None, *(st[s] for st in states)],
+            {**attrs, "direction": "bidirectional" if D == 2 else "forward", "hidden_size": H},
+            dtypes=[x.dtype] * (1 + len(states)),
+            shapes=[(T, D, B, H)] + [(D, B, H)] * len(states),
         )
         layer_in = y.transpose(1, 2).reshape(T, B, D * H)
-        h_n.append(y_h)
-    return layer_in, torch.cat(h_n, 0)
+        for f, y_s in zip(finals, y_states):
+            f.append(y_s)
+    return layer_in, [torch.cat(f, 0) for f in finals]
+
+
+def rnn_symbolic(module, x: Tensor, hx: Tensor, weights: List[Tensor], batch_sizes: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """FusedRNN's forward as ONNX RNN nodes (dynamo exporter). x (T, B, I), hx (L·D, B, H)."""
+    _check_exportable("FusedRNN", "RNN", module.training, module.dropout, batch_sizes)
+    act = "Relu" if module.mode == "RNN_RELU" else "Tanh"
+    D = 2 if module.bidirectional else 1
+    out, (h_n,) = _layers_symbolic("RNN", module, x, [hx], weights, lambda w: w, {"activations": [act] * D})
+    return out, h_n
 
 
 def cell_symbolic(x: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor], relu: bool) -> Tensor:
@@ -106,29 +119,9 @@ def lstm_symbolic(module, x: Tensor, h0: Tensor, c0: Tensor, weights: List[Tenso
                   batch_sizes: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """FusedLSTM's forward as ONNX LSTM nodes (dynamo exporter). x (T, B, I), h0 and c0 (L·D, B, H)."""
     _check_exportable("FusedLSTM", "LSTM", module.training, module.dropout, batch_sizes, module.proj_size)
-    D = 2 if module.bidirectional else 1
-    P = 4 if module.bias else 2
     H = module.hidden_size
-    T, B = x.shape[0], x.shape[1]
-    layer_in = x
-    h_n, c_n = [], []
-    for layer in range(module.num_layers):
-        per_dir = [weights[(layer * D + d) * P : (layer * D + d + 1) * P] for d in range(D)]
-        W = torch.stack([_iofc(w[0], H) for w in per_dir])
-        R = torch.stack([_iofc(w[1], H) for w in per_dir])
-        bias = torch.stack([torch.cat([_iofc(w[2], H), _iofc(w[3], H)]) for w in per_dir]) if module.bias else None
-        s = slice(layer * D, (layer + 1) * D)
-        y, y_h, y_c = torch.onnx.ops.symbolic_multi_out(
-            "LSTM",
-            [layer_in, W, R, bias, None, h0[s], c0[s]],
-            {"direction": "bidirectional" if D == 2 else "forward", "hidden_size": H},
-            dtypes=[x.dtype] * 3,
-            shapes=[(T, D, B, H), (D, B, H), (D, B, H)],
-        )
-        layer_in = y.transpose(1, 2).reshape(T, B, D * H)
-        h_n.append(y_h)
-        c_n.append(y_c)
-    return layer_in, torch.cat(h_n, 0), torch.cat(c_n, 0)
+    out, (h_n, c_n) = _layers_symbolic("LSTM", module, x, [h0, c0], weights, lambda w: _iofc(w, H), {})
+    return out, h_n, c_n
 
 
 def lstm_cell_symbolic(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
@@ -159,6 +152,39 @@ def _register_torchscript_symbolics() -> None:
     def unsqueeze0(g, v):
         return sh._unsqueeze_helper(g, v, [0])
 
+    def layers(g, op, input, states, weights, num_layers, D, P, H, has_biases, seq_lens, order, attrs):
+        """The layers as ONNX `op` nodes (RNN or LSTM: X, W, R, B, sequence_lens, then one initial
+        state per element of `states`); `order` puts a weight's or bias's gate blocks in ONNX's
+        order. Returns the last layer's output (T, B, D·H) and each final state over the layers."""
+        def stack(vs):
+            vs = [unsqueeze0(g, v) for v in vs]
+            return vs[0] if D == 1 else g.op("Concat", *vs, axis_i=0)
+
+        def cat(vs):
+            return vs[0] if len(vs) == 1 else g.op("Concat", *vs, axis_i=0)
+
+        layer_in = input
+        finals = [[] for _ in states]
+        for layer in range(num_layers):
+            per_dir = [weights[(layer * D + d) * P : (layer * D + d + 1) * P] for d in range(D)]
+            W = stack([order(w[0]) for w in per_dir])
+            R = stack([order(w[1]) for w in per_dir])
+            bias = (stack([g.op("Concat", order(w[2]), order(w[3]), axis_i=0) for w in per_dir])
+                    if has_biases else none_input(g))
+            init = [sh._slice_helper(g, v, axes=[0], starts=[layer * D], ends=[(layer + 1) * D]) for v in states]
+            y, *y_states = g.op(
+                op, layer_in, W, R, bias, seq_lens, *init,
+                direction_s="bidirectional" if D == 2 else "forward",
+                hidden_size_i=H,
+                outputs=1 + len(states),
+                **attrs,
+            )
+            y = g.op("Transpose", y, perm_i=[0, 2, 1, 3])
+            layer_in = g.op("Reshape", y, const(g, [0, 0, -1]))
+            for f, y_s in zip(finals, y_states):
+                f.append(y_s)
+        return layer_in, [cat(f) for f in finals]
+
     @sh.parse_args("v", "v", "v", "v", "b", "i", "b", "b", "f", "b")
     def rnn(g, input, hx, params, batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train):
         _check_exportable("FusedRNN", "RNN", train, dropout)
@@ -174,30 +200,9 @@ def _register_torchscript_symbolics() -> None:
             # torch's ONNX peephole pass moves the packing past the RNN nodes, so the RNN reads the
             # padded input, and these "batch sizes" become the lengths (sequence_lens), as for nn.RNN.
             seq_lens = batch_sizes
-        layer_in = input
-        h_n = []
-        for layer in range(num_layers):
-            per_dir = [weights[(layer * D + d) * P : (layer * D + d + 1) * P] for d in range(D)]
-
-            def stack(vs):
-                vs = [unsqueeze0(g, v) for v in vs]
-                return vs[0] if D == 1 else g.op("Concat", *vs, axis_i=0)
-
-            W = stack([w[0] for w in per_dir])
-            R = stack([w[1] for w in per_dir])
-            bias = stack([g.op("Concat", w[2], w[3], axis_i=0) for w in per_dir]) if has_biases else none_input(g)
-            h0 = sh._slice_helper(g, hx, axes=[0], starts=[layer * D], ends=[(layer + 1) * D])
-            y, y_h = g.op(
-                "RNN", layer_in, W, R, bias, seq_lens, h0,
-                activations_s=[act] * D,
-                direction_s="bidirectional" if D == 2 else "forward",
-                hidden_size_i=hidden_size,
-                outputs=2,
-            )
-            y = g.op("Transpose", y, perm_i=[0, 2, 1, 3])
-            layer_in = g.op("Reshape", y, const(g, [0, 0, -1]))
-            h_n.append(y_h)
-        return layer_in, (h_n[0] if len(h_n) == 1 else g.op("Concat", *h_n, axis_i=0))
+        out, (h_n,) = layers(g, "RNN", input, [hx], weights, num_layers, D, P, hidden_size, has_biases, seq_lens,
+                             lambda v: v, {"activations_s": [act] * D})
+        return out, h_n
 
     @sh.parse_args("v", "v", "v", "v", "v", "v", "b")
     def rnn_cell(g, input, hx, w_ih, w_hh, b_ih, b_hh, relu):
@@ -221,35 +226,9 @@ def _register_torchscript_symbolics() -> None:
         _check_exportable("FusedLSTM", "LSTM", train, dropout, proj_size=int(P > (4 if has_biases else 2)))
         H = sh._get_tensor_dim_size(weights[1], 1)
         seq_lens = none_input(g) if sh._is_none(batch_sizes) else batch_sizes  # as for the RNN, above
-        layer_in = input
-        h_n, c_n = [], []
-        for layer in range(num_layers):
-            per_dir = [weights[(layer * D + d) * P : (layer * D + d + 1) * P] for d in range(D)]
-
-            def stack(vs):
-                vs = [unsqueeze0(g, v) for v in vs]
-                return vs[0] if D == 1 else g.op("Concat", *vs, axis_i=0)
-
-            W = stack([iofc(g, w[0], H) for w in per_dir])
-            R = stack([iofc(g, w[1], H) for w in per_dir])
-            bias = (stack([g.op("Concat", iofc(g, w[2], H), iofc(g, w[3], H), axis_i=0) for w in per_dir])
-                    if has_biases else none_input(g))
-            state = [sh._slice_helper(g, v, axes=[0], starts=[layer * D], ends=[(layer + 1) * D]) for v in (h0, c0)]
-            y, y_h, y_c = g.op(
-                "LSTM", layer_in, W, R, bias, seq_lens, *state,
-                direction_s="bidirectional" if D == 2 else "forward",
-                hidden_size_i=H,
-                outputs=3,
-            )
-            y = g.op("Transpose", y, perm_i=[0, 2, 1, 3])
-            layer_in = g.op("Reshape", y, const(g, [0, 0, -1]))
-            h_n.append(y_h)
-            c_n.append(y_c)
-
-        def cat(vs):
-            return vs[0] if len(vs) == 1 else g.op("Concat", *vs, axis_i=0)
-
-        return layer_in, cat(h_n), cat(c_n)
+        out, (h_n, c_n) = layers(g, "LSTM", input, [h0, c0], weights, num_layers, D, P, H, has_biases, seq_lens,
+                                 lambda v: iofc(g, v, H), {})
+        return out, h_n, c_n
 
     @sh.parse_args("v", "v", "v", "v", "v", "v")
     def lstm_cell(g, input, hx, w_ih, w_hh, b_ih, b_hh):
