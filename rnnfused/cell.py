@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from . import onnx as _onnx
+from . import _func
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import any_autocast, autocast_dtype, cast
 from ._common import adopt, cell_weights
@@ -91,7 +92,8 @@ class FusedRNNCell(nn.RNNCellBase):
             if _onnx.in_dynamo_export():
                 ret = _onnx.cell_symbolic(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
             else:
-                ret = _cell_op(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
+                cell = _func.rnn_cell if _func.transforms_active() else _cell_op  # torch.func: rnnfused/_func.py
+                ret = cell(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
         else:
             ret = torch.ops.rnnfused.rnn_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, relu)
         if not is_batched:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import onnx as _onnx
+from . import _func
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import any_autocast, autocast_dtype, cast, cast_all
 from ._common import SeqModule, adopt, cell_weights, graph_break_for_packed_input
@@ -110,7 +111,8 @@ class FusedLSTM(SeqModule, nn.RNNBase):
             if _onnx.in_dynamo_export():
                 output, h_n, c_n = _onnx.lstm_symbolic(self, x, state, c0, weights, batch_sizes)
             else:
-                output, h_n, c_n = _lstm_op(
+                lstm = _func.lstm if _func.transforms_active() else _lstm_op  # torch.func: rnnfused/_func.py
+                output, h_n, c_n = lstm(
                     x, [state, c0], weights, batch_sizes, self.bias, self.num_layers, self.bidirectional,
                     float(self.dropout), self.training,
                 )
@@ -189,7 +191,8 @@ class FusedLSTMCell(nn.RNNCellBase):
             if _onnx.in_dynamo_export():
                 ret = _onnx.lstm_cell_symbolic(input, h, c, w_ih, w_hh, b_ih, b_hh)
             else:
-                ret = _lstm_cell_op(input, [h, c], w_ih, w_hh, b_ih, b_hh)
+                cell = _func.lstm_cell if _func.transforms_active() else _lstm_cell_op  # torch.func: _func.py
+                ret = cell(input, [h, c], w_ih, w_hh, b_ih, b_hh)
         else:
             ret = torch.ops.rnnfused.lstm_cell(input, [hx[0], hx[1]], self.weight_ih, self.weight_hh,
                                                self.bias_ih, self.bias_hh)

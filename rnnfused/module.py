@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import onnx as _onnx
+from . import _func
 from . import ops  # noqa: F401  (the fake kernels of torch.ops.rnnfused.*)
 from ._autocast import cast_all
 from ._common import SeqModule, adopt, graph_break_for_packed_input
@@ -125,7 +126,8 @@ class FusedRNN(SeqModule, nn.RNNBase):
             if _onnx.in_dynamo_export():
                 output, hidden = _onnx.rnn_symbolic(self, x, hx, weights, batch_sizes)
             else:
-                output, hidden = _rnn_op(
+                rnn = _func.rnn if _func.transforms_active() else _rnn_op  # torch.func: rnnfused/_func.py
+                output, hidden = rnn(
                     x, hx, weights, batch_sizes, self.bias, self.num_layers, self.bidirectional, relu,
                     float(self.dropout), self.training,
                 )

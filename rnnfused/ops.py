@@ -3,7 +3,8 @@ torch.compile, torch.export and meta tensors use.
 
 The ops themselves (schemas, validation, CPU/CUDA kernels) and their autograd (C++
 torch::autograd::Functions registered for the Autograd key, with exact double backward) live in
-csrc/host/ (registration.cpp, autograd.cpp).
+csrc/host/ (registration.cpp, autograd.cpp). Their vmap rules and the autograd.Functions that run
+under torch.func's transforms (which refuse C++ autograd) are in rnnfused/_func.py.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.rnnfused.*)
+from . import _func
 
 __all__ = ["rnn", "rnn_layer", "rnn_layer_backward", "rnn_cell", "rnn_cell_backward", "lstm", "lstm_layer",
            "lstm_layer_backward", "lstm_cell", "lstm_cell_backward"]
@@ -37,7 +39,8 @@ def rnn(
     per direction: w_ih, w_hh[, b_ih, b_hh]). Returns output (T, B, D*H) or packed (N, D*H), and
     h_n (num_layers * num_directions, B, H).
     """
-    return torch.ops.rnnfused.rnn.default(
+    op = _func.rnn if _func.transforms_active() else torch.ops.rnnfused.rnn.default  # torch.func: _func.py
+    return op(
         input, hx, list(params), batch_sizes, has_biases, num_layers, bidirectional, relu, dropout, train
     )
 
@@ -94,7 +97,8 @@ def rnn_cell(
 ) -> Tensor:
     """One fused step, nn.RNNCell's forward: act(input W_ihᵀ + b_ih + hx W_hhᵀ + b_hh), with
     input (B, I) and hx (B, H); one kernel call, no intermediate tensor."""
-    return torch.ops.rnnfused.rnn_cell.default(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
+    op = _func.rnn_cell if _func.transforms_active() else torch.ops.rnnfused.rnn_cell.default
+    return op(input, hx, w_ih, w_hh, b_ih, b_hh, relu)
 
 
 def rnn_cell_backward(
@@ -127,7 +131,8 @@ def lstm(
     (time-major): hx = (h0 (L*D, B, P), c0 (L*D, B, H)), params in nn.LSTM's ``_flat_weights``
     order (per layer, per direction: w_ih, w_hh[, b_ih, b_hh][, w_hr]; P = proj_size with w_hr,
     else H). Returns output (T, B, D*P) or packed (N, D*P), h_n (L*D, B, P), c_n (L*D, B, H)."""
-    return torch.ops.rnnfused.lstm.default(
+    op = _func.lstm if _func.transforms_active() else torch.ops.rnnfused.lstm.default
+    return op(
         input, list(hx), list(params), batch_sizes, has_biases, num_layers, bidirectional, dropout, train
     )
 
@@ -168,7 +173,8 @@ def lstm_cell(
     b_hh: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """One LSTM step, nn.LSTMCell's forward: (h', c') from input (B, I) and hx = (h (B, H), c (B, H))."""
-    return torch.ops.rnnfused.lstm_cell.default(input, list(hx), w_ih, w_hh, b_ih, b_hh)
+    op = _func.lstm_cell if _func.transforms_active() else torch.ops.rnnfused.lstm_cell.default
+    return op(input, list(hx), w_ih, w_hh, b_ih, b_hh)
 
 
 def lstm_cell_backward(grad_hy, grad_cy, input, hx, w_ih, w_hh, b_ih, b_hh, output_mask):

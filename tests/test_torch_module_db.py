@@ -155,7 +155,9 @@ def test_gradcheck_and_gradgradcheck(info, check):
     samples = _samples(info, torch.float64, requires_grad=True)
     # Second derivatives by finite differences are slow: gradgradcheck in fast mode (a random
     # projection of the Jacobian, as PyTorch's gradcheck_fast_mode) on every third sample.
-    kw = dict(nondet_tol=info.gradcheck_nondet_tol, fast_mode=check == "gradgradcheck")
+    # Batched gradients on, as PyTorch's test_modules.py test_grad / test_gradgrad run them (vmap
+    # over the backward: rnnfused/_func.py, csrc/host/autograd.h).
+    kw = dict(nondet_tol=info.gradcheck_nondet_tol, fast_mode=check == "gradgradcheck", check_batched_grad=True)
     for sample in samples[:: (1 if check == "gradcheck" else 3)]:
         ref, fused = _build(info, sample, torch.float64)
         f_ref, inputs = _grad_function(ref, sample)

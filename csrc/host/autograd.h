@@ -9,12 +9,15 @@
 //  - backward: which differentiable inputs need a gradient; then, when a graph of the gradient
 //    is requested (create_graph=True: double backward), the forward recomputed in
 //    differentiable ATen ops (composite.h) and differentiated, so second derivatives are exact;
-//    otherwise the fused backward op.
+//    likewise for gradients batched by the legacy vmap (gradcheck's check_batched_grad,
+//    autograd.grad's is_grads_batched), which has no rule for the backward ops (torch.func's
+//    vmap has: rnnfused/_func.py); otherwise the fused backward op.
 // A small trait per op says how it differs: which ops run forward and backward, what is saved,
 // how the backward op's gradients map onto the inputs, which composite runs under double
 // backward. The differentiable inputs are always the op's leading arguments, saved first.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/LegacyBatchedTensorImpl.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -80,9 +83,10 @@ inline std::tuple<Tensor, Tensor, Tensor> as_op_result<std::tuple<Tensor, Tensor
 }
 
 // Gradients of `outputs` (with `grad_outputs`, undefined = not used) w.r.t. the inputs whose
-// `wanted` flag is set, with a graph (create_graph): undefined where not wanted or unused.
+// `wanted` flag is set, with a graph when `create_graph`: undefined where not wanted or unused.
 inline variable_list grad_with_graph(const variable_list& outputs, const variable_list& grad_outputs,
-                              const variable_list& inputs, const std::vector<bool>& wanted) {
+                              const variable_list& inputs, const std::vector<bool>& wanted,
+                              bool create_graph) {
   variable_list outs, gos, wrt;
   for (size_t i = 0; i < outputs.size(); ++i) {
     if (grad_outputs[i].defined() && outputs[i].requires_grad()) {
@@ -99,8 +103,8 @@ inline variable_list grad_with_graph(const variable_list& outputs, const variabl
   }
   variable_list result(inputs.size());
   if (outs.empty() || wrt.empty()) return result;
-  const variable_list g = torch::autograd::grad(outs, wrt, gos, /*retain_graph=*/true,
-                                                /*create_graph=*/true, /*allow_unused=*/true);
+  const variable_list g = torch::autograd::grad(outs, wrt, gos, /*retain_graph=*/true, create_graph,
+                                                /*allow_unused=*/true);
   for (size_t j = 0; j < where.size(); ++j) result[where[j]] = g[j];
   return result;
 }
@@ -162,9 +166,13 @@ struct FusedFunctionImpl<Self, Op, R(A...)> : torch::autograd::Function<Self> {
     if (!any || !any_grad) return result;
 
     variable_list g;
-    if (at::GradMode::is_enabled()) {  // a graph of the gradient is wanted: double backward
+    const bool graph = at::GradMode::is_enabled();  // a graph of the gradient: double backward
+    const bool legacy_batched =
+        std::any_of(grads.begin(), grads.end(), [](const Tensor& t) { return at::isBatchedTensor(t); });
+    if (graph || legacy_batched) {
+      at::AutoGradMode recording(true);
       const variable_list inputs(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(wanted.size()));
-      g = grad_with_graph(Op::composite(ctx, s, wanted), grads, inputs, wanted);
+      g = grad_with_graph(Op::composite(ctx, s, wanted), grads, inputs, wanted, graph);
     } else {
       g = Op::backward(ctx, s, grads, wanted);
     }
