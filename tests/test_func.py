@@ -300,7 +300,9 @@ def test_the_documented_dp_sgd_example_equals_a_loop():
 
 
 @pytest.mark.emulated
-@pytest.mark.parametrize("cell", CELLS)
+# The cells with CUDA kernels on this branch: the LSTM's (branch culstm, not merged yet) join when
+# they land; until then its torch.func path has no CUDA kernels to call (lstm_train raises).
+@pytest.mark.parametrize("cell", ["tanh", "relu"])
 def test_per_sample_gradients_on_the_emulated_cuda_path(cell):
     ref, fused = _pair(cell, num_layers=2, bidirectional=True)
     x = _samples(cell, 3, True)
